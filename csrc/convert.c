@@ -1,0 +1,234 @@
+/*
+ * convert.c — the boundary's argument helpers: dtype policy, conversion to contiguous arrays, shape and
+ * axis checks. Every error names the op and the shapes or dtypes involved, so a student sees
+ * "Add: shapes (3, 2) and (2, 3) differ" rather than a NumPy message from deep inside.
+ */
+#include "vgrad.h"
+
+int vg_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t expected)
+{
+    if (nargs == expected)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s: expected %zd arguments, got %zd", op, expected, nargs);
+    return -1;
+}
+
+/* The dtype np.asarray(obj) would have; a new reference, or NULL with an exception. */
+static PyArray_Descr *dtype_of(PyObject *obj)
+{
+    if (PyArray_Check(obj)) {
+        PyArray_Descr *d = PyArray_DESCR((PyArrayObject *)obj);
+        Py_INCREF(d);
+        return d;
+    }
+    PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (arr == NULL)
+        return NULL;
+    PyArray_Descr *d = PyArray_DESCR(arr);
+    Py_INCREF(d);
+    Py_DECREF(arr);
+    return d;
+}
+
+int vg_compute_type(const char *op, PyObject *const *objs, int n)
+{
+    int all_single = 1;
+    for (int i = 0; i < n; i++) {
+        PyArray_Descr *d = dtype_of(objs[i]);
+        if (d == NULL) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s: cannot use an object of type %s as an array",
+                         op, Py_TYPE(objs[i])->tp_name);
+            return -1;
+        }
+        int type = d->type_num;
+        switch (type) {
+        case NPY_HALF:
+        case NPY_FLOAT:
+            break;
+        case NPY_DOUBLE:
+        case NPY_LONGDOUBLE:
+        case NPY_BOOL:
+        case NPY_BYTE: case NPY_UBYTE: case NPY_SHORT: case NPY_USHORT:
+        case NPY_INT: case NPY_UINT: case NPY_LONG: case NPY_ULONG:
+        case NPY_LONGLONG: case NPY_ULONGLONG:
+            all_single = 0;
+            break;
+        default:
+            PyErr_Format(PyExc_TypeError,
+                         "%s: unsupported dtype %S; vgrad computes in float32 or float64 "
+                         "(integer and bool arrays are computed in float64)", op, (PyObject *)d);
+            Py_DECREF(d);
+            return -1;
+        }
+        Py_DECREF(d);
+    }
+    return all_single ? NPY_FLOAT : NPY_DOUBLE;
+}
+
+PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum)
+{
+    /* FORCECAST: long double to double is the one narrowing cast the dtype policy allows. */
+    PyObject *arr = PyArray_FROMANY(obj, typenum, 0, 0,
+                                    NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);
+    if (arr == NULL && PyErr_ExceptionMatches(PyExc_MemoryError) == 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_Format(PyExc_TypeError, "%s: cannot convert the input to %s: %S", op,
+                     typenum == NPY_FLOAT ? "float32" : "float64", value ? value : Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    return (PyArrayObject *)arr;
+}
+
+void vg_release(PyArrayObject **arr, int n)
+{
+    for (int i = 0; i < n; i++)
+        Py_CLEAR(arr[i]);
+}
+
+int vg_prepare(const char *op, PyObject *const *objs, int n, PyArrayObject **out)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    int typenum = vg_compute_type(op, objs, n);
+    if (typenum < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        out[i] = vg_as_contiguous(op, objs[i], typenum);
+        if (out[i] == NULL) {
+            vg_release(out, i);
+            return -1;
+        }
+    }
+    return typenum;
+}
+
+PyArrayObject *vg_empty(int ndim, const npy_intp *dims, int typenum)
+{
+    return (PyArrayObject *)PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
+}
+
+PyArrayObject *vg_zeros(int ndim, const npy_intp *dims, int typenum)
+{
+    return (PyArrayObject *)PyArray_ZEROS(ndim, (npy_intp *)dims, typenum, 0);
+}
+
+int vg_check_same_shape(const char *op, const char *what, const char *hint, PyArrayObject *a,
+                        PyArrayObject *b)
+{
+    if (PyArray_SAMESHAPE(a, b))
+        return 0;
+    PyObject *sa = PyArray_IntTupleFromIntp(PyArray_NDIM(a), PyArray_DIMS(a));
+    PyObject *sb = PyArray_IntTupleFromIntp(PyArray_NDIM(b), PyArray_DIMS(b));
+    if (sa && sb)
+        PyErr_Format(PyExc_ValueError, "%s: %s have different shapes %S and %S%s", op, what, sa, sb, hint);
+    Py_XDECREF(sa);
+    Py_XDECREF(sb);
+    return -1;
+}
+
+int vg_check_ndim(const char *op, const char *what, PyArrayObject *arr, int ndim)
+{
+    if (PyArray_NDIM(arr) == ndim)
+        return 0;
+    PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(arr), PyArray_DIMS(arr));
+    if (s)
+        PyErr_Format(PyExc_ValueError, "%s: %s must have %d dimensions, got shape %S", op, what, ndim, s);
+    Py_XDECREF(s);
+    return -1;
+}
+
+int vg_parse_shape(const char *op, const char *what, PyObject *obj, PyArray_Dims *dims)
+{
+    dims->ptr = NULL;
+    dims->len = 0;
+    if (!PyArray_IntpConverter(obj, dims)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a shape (a tuple of ints), got %R", op, what, obj);
+        return -1;
+    }
+    for (int i = 0; i < dims->len; i++) {
+        if (dims->ptr[i] < 0) {
+            PyErr_Format(PyExc_ValueError, "%s: %s %R has a negative dimension", op, what, obj);
+            PyDimMem_FREE(dims->ptr);
+            dims->ptr = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int vg_parse_int(const char *op, const char *what, PyObject *obj, Py_ssize_t *value)
+{
+    if (!PyIndex_Check(obj) || PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be an int, got %s", op, what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    Py_ssize_t v = PyNumber_AsSsize_t(obj, PyExc_OverflowError);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s: %s=%R is out of range", op, what, obj);
+        return -1;
+    }
+    *value = v;
+    return 0;
+}
+
+int vg_normalize_axis(const char *op, Py_ssize_t *axis, int ndim)
+{
+    if (*axis < -ndim || *axis >= ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: dim %zd is out of range for an array with %d dimensions",
+                     op, *axis, ndim);
+        return -1;
+    }
+    if (*axis < 0)
+        *axis += ndim;
+    return 0;
+}
+
+PyArrayObject *vg_as_indices(const char *op, const char *what, PyObject *obj, npy_intp count)
+{
+    PyArray_Descr *d = dtype_of(obj);
+    if (d == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be an integer array, got %s", op, what,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    int integer = PyTypeNum_ISINTEGER(d->type_num), is_unsigned = PyTypeNum_ISUNSIGNED(d->type_num);
+    if (!integer) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be an integer array, got dtype %S", op, what,
+                     (PyObject *)d);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(d);
+    /* uint64 values beyond intp's range become negative in the cast; they are caught just below. */
+    PyArrayObject *idx = (PyArrayObject *)PyArray_FROMANY(
+        obj, NPY_INTP, 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);
+    if (idx == NULL)
+        return NULL;
+    if (is_unsigned) {
+        const npy_intp *v = PyArray_DATA(idx);
+        for (npy_intp i = 0; i < PyArray_SIZE(idx); i++) {
+            if (v[i] < 0) {
+                PyErr_Format(PyExc_IndexError, "%s: %s holds an index too large for any array", op, what);
+                Py_DECREF(idx);
+                return NULL;
+            }
+        }
+    }
+    if (PyArray_SIZE(idx) != count) {
+        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(idx), PyArray_DIMS(idx));
+        if (s)
+            PyErr_Format(PyExc_ValueError, "%s: %s must have %zd elements (one per row), got shape %S",
+                         op, what, (Py_ssize_t)count, s);
+        Py_XDECREF(s);
+        Py_DECREF(idx);
+        return NULL;
+    }
+    return idx;
+}

@@ -1,0 +1,345 @@
+/*
+ * reduce.c — ops that sum or take maxima: Sum, RowSum, RowMax, Normalize; forward and backward side by side.
+ *
+ *     Sum:       y = sum_ij x_ij                          gx_ij = go              (go is a scalar)
+ *     RowSum:    y_i = sum_j x_ij                         gx_ij = go_i
+ *     RowMax:    y_i = max_j x_ij, idx_i = argmax_j       gx_ij = go_i if j == idx_i else 0
+ *     Normalize: y_ij = x_ij / s_i, s_i = sum_j x_ij      gx_ij = go_ij / s_i - sum_k go_ik x_ik / s_i^2
+ *
+ * Sums are pairwise (like NumPy's), so float32 sums of long rows stay accurate. RowMax follows np.argmax:
+ * the first maximum wins, and a NaN counts as the maximum (the first NaN in a row is taken).
+ */
+#include "vgrad.h"
+
+/* ---- kernels ------------------------------------------------------------------------------------- */
+
+#define DEFINE_PAIRWISE_SUM(T, S)                                                                       \
+    T vg_pairwise_sum_##S(const T *x, npy_intp n)                                                       \
+    {                                                                                                   \
+        if (n < 8) {                                                                                    \
+            T r = 0;                                                                                    \
+            for (npy_intp i = 0; i < n; i++)                                                            \
+                r += x[i];                                                                              \
+            return r;                                                                                   \
+        }                                                                                               \
+        if (n <= 128) { /* eight running sums, added as a balanced tree at the end */                   \
+            T r[8];                                                                                     \
+            for (int k = 0; k < 8; k++)                                                                 \
+                r[k] = x[k];                                                                            \
+            npy_intp i;                                                                                 \
+            for (i = 8; i < n - (n % 8); i += 8)                                                        \
+                for (int k = 0; k < 8; k++)                                                             \
+                    r[k] += x[i + k];                                                                   \
+            T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));                  \
+            for (; i < n; i++)                                                                          \
+                res += x[i];                                                                            \
+            return res;                                                                                 \
+        }                                                                                               \
+        npy_intp half = n / 2;                                                                          \
+        half -= half % 8;                                                                               \
+        return vg_pairwise_sum_##S(x, half) + vg_pairwise_sum_##S(x + half, n - half);                  \
+    }
+VG_INSTANTIATE(DEFINE_PAIRWISE_SUM)
+
+#define DEFINE_REDUCE_KERNELS(T, S)                                                                     \
+    static void fill_##S(T *restrict y, T value, npy_intp n)                                            \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < n; i++)                                                                \
+            y[i] = value;                                                                               \
+    }                                                                                                   \
+    /* x: rows x cols -> y: rows */                                                                     \
+    static void rowsum_forward_##S(T *restrict y, const T *restrict x, npy_intp rows, npy_intp cols)   \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < rows; i++)                                                             \
+            y[i] = vg_pairwise_sum_##S(x + i * cols, cols);                                             \
+    }                                                                                                   \
+    /* go: rows -> gx: rows x cols */                                                                   \
+    static void rowsum_backward_##S(T *restrict gx, const T *restrict go, npy_intp rows, npy_intp cols) \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < rows; i++)                                                             \
+            fill_##S(gx + i * cols, go[i], cols);                                                       \
+    }                                                                                                   \
+    /* x: rows x cols (cols > 0) -> y, idx: rows */                                                     \
+    static void rowmax_forward_##S(T *restrict y, npy_intp *restrict idx, const T *restrict x,         \
+                                   npy_intp rows, npy_intp cols)                                        \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < rows; i++) {                                                           \
+            const T *row = x + i * cols;                                                                \
+            T best = row[0];                                                                            \
+            npy_intp where = 0;                                                                         \
+            for (npy_intp j = 1; j < cols && best == best; j++) {                                       \
+                if (!(row[j] <= best)) { /* larger, or NaN */                                           \
+                    best = row[j];                                                                      \
+                    where = j;                                                                          \
+                }                                                                                       \
+            }                                                                                           \
+            y[i] = best;                                                                                \
+            idx[i] = where;                                                                             \
+        }                                                                                               \
+    }                                                                                                   \
+    /* go, idx: rows -> gx: rows x cols (gx zero-filled by the caller) */                               \
+    static void rowmax_backward_##S(T *restrict gx, const T *restrict go, const npy_intp *restrict idx, \
+                                    npy_intp rows, npy_intp cols)                                       \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < rows; i++)                                                             \
+            gx[i * cols + idx[i]] = go[i];                                                              \
+    }                                                                                                   \
+    /* x: rows x cols -> y: rows x cols, s: rows */                                                     \
+    static void normalize_forward_##S(T *restrict y, T *restrict s, const T *restrict x,               \
+                                      npy_intp rows, npy_intp cols)                                     \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < rows; i++) {                                                           \
+            s[i] = vg_pairwise_sum_##S(x + i * cols, cols);                                             \
+            for (npy_intp j = 0; j < cols; j++)                                                         \
+                y[i * cols + j] = x[i * cols + j] / s[i];                                               \
+        }                                                                                               \
+    }                                                                                                   \
+    /* go, x: rows x cols, s: rows -> gx: rows x cols. gx doubles as scratch for go * x / s^2. */       \
+    static void normalize_backward_##S(T *restrict gx, const T *restrict go, const T *restrict x,      \
+                                       const T *restrict s, npy_intp rows, npy_intp cols)               \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < rows; i++) {                                                           \
+            T *g = gx + i * cols;                                                                       \
+            const T *goi = go + i * cols, *xi = x + i * cols, ss = s[i] * s[i];                         \
+            for (npy_intp j = 0; j < cols; j++)                                                         \
+                g[j] = (goi[j] * xi[j]) / ss;                                                           \
+            const T correction = vg_pairwise_sum_##S(g, cols);                                          \
+            for (npy_intp j = 0; j < cols; j++)                                                         \
+                g[j] = goi[j] / s[i] - correction;                                                      \
+        }                                                                                               \
+    }
+VG_INSTANTIATE(DEFINE_REDUCE_KERNELS)
+
+/* ---- boundary ------------------------------------------------------------------------------------ */
+
+VG_BOUNDARY(sum_forward)
+{
+    PyArrayObject *x;
+    int t;
+    if (vg_check_nargs("Sum", nargs, 1) < 0 || (t = vg_prepare("Sum", args, 1, &x)) < 0)
+        return NULL;
+    PyArrayObject *y = vg_empty(0, NULL, t);
+    if (y != NULL) {
+        npy_intp n = PyArray_SIZE(x);
+        NPY_BEGIN_THREADS_DEF;
+        NPY_BEGIN_THREADS_THRESHOLDED(n);
+        if (t == NPY_FLOAT)
+            *(float *)PyArray_DATA(y) = vg_pairwise_sum_f32(PyArray_DATA(x), n);
+        else
+            *(double *)PyArray_DATA(y) = vg_pairwise_sum_f64(PyArray_DATA(x), n);
+        NPY_END_THREADS;
+    }
+    Py_DECREF(x);
+    return (PyObject *)y;
+}
+
+VG_BOUNDARY(sum_backward)
+{
+    PyArrayObject *go, *gx = NULL;
+    PyArray_Dims shape = {NULL, 0};
+    int t;
+    if (vg_check_nargs("Sum backward", nargs, 2) < 0 || (t = vg_prepare("Sum backward", args, 1, &go)) < 0)
+        return NULL;
+    if (PyArray_SIZE(go) != 1) {
+        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(go), PyArray_DIMS(go));
+        if (s)
+            PyErr_Format(PyExc_ValueError, "Sum backward: the upstream gradient must be a scalar, got shape %S",
+                         s);
+        Py_XDECREF(s);
+        goto done;
+    }
+    if (vg_parse_shape("Sum backward", "xsize", args[1], &shape) < 0)
+        goto done;
+    if ((gx = vg_empty(shape.len, shape.ptr, t)) == NULL)
+        goto done;
+    npy_intp n = PyArray_SIZE(gx);
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(n);
+    if (t == NPY_FLOAT)
+        fill_f32(PyArray_DATA(gx), *(float *)PyArray_DATA(go), n);
+    else
+        fill_f64(PyArray_DATA(gx), *(double *)PyArray_DATA(go), n);
+    NPY_END_THREADS;
+done:
+    PyDimMem_FREE(shape.ptr);
+    Py_DECREF(go);
+    return (PyObject *)gx;
+}
+
+/* The saved shape of a matrix input (xshape): two non-negative dimensions. */
+static int parse_matrix_shape(const char *op, PyObject *obj, npy_intp dims[2])
+{
+    PyArray_Dims shape;
+    if (vg_parse_shape(op, "xshape", obj, &shape) < 0)
+        return -1;
+    int ok = shape.len == 2;
+    if (ok) {
+        dims[0] = shape.ptr[0];
+        dims[1] = shape.ptr[1];
+    }
+    else
+        PyErr_Format(PyExc_ValueError, "%s: xshape must have 2 dimensions, got %R", op, obj);
+    PyDimMem_FREE(shape.ptr);
+    return ok ? 0 : -1;
+}
+
+/* Fail unless go is a vector with one element per row. */
+static int check_row_gradient(const char *op, PyArrayObject *go, npy_intp rows)
+{
+    if (PyArray_NDIM(go) == 1 && PyArray_DIM(go, 0) == rows)
+        return 0;
+    PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(go), PyArray_DIMS(go));
+    if (s)
+        PyErr_Format(PyExc_ValueError, "%s: the upstream gradient must have shape (%zd,), got %S", op,
+                     (Py_ssize_t)rows, s);
+    Py_XDECREF(s);
+    return -1;
+}
+
+VG_BOUNDARY(rowsum_forward)
+{
+    PyArrayObject *x, *y = NULL;
+    int t;
+    if (vg_check_nargs("RowSum", nargs, 1) < 0 || (t = vg_prepare("RowSum", args, 1, &x)) < 0)
+        return NULL;
+    if (vg_check_ndim("RowSum", "the input", x, 2) == 0 && (y = vg_empty(1, PyArray_DIMS(x), t)) != NULL) {
+        npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
+        NPY_BEGIN_THREADS_DEF;
+        NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
+        VG_CALL(t, rowsum_forward, PyArray_DATA(y), PyArray_DATA(x), rows, cols);
+        NPY_END_THREADS;
+    }
+    Py_DECREF(x);
+    return (PyObject *)y;
+}
+
+VG_BOUNDARY(rowsum_backward)
+{
+    PyArrayObject *go, *gx = NULL;
+    npy_intp dims[2];
+    int t;
+    if (vg_check_nargs("RowSum backward", nargs, 2) < 0 ||
+        (t = vg_prepare("RowSum backward", args, 1, &go)) < 0)
+        return NULL;
+    if (parse_matrix_shape("RowSum backward", args[1], dims) == 0 &&
+        check_row_gradient("RowSum backward", go, dims[0]) == 0 && (gx = vg_empty(2, dims, t)) != NULL) {
+        NPY_BEGIN_THREADS_DEF;
+        NPY_BEGIN_THREADS_THRESHOLDED(dims[0] * dims[1]);
+        VG_CALL(t, rowsum_backward, PyArray_DATA(gx), PyArray_DATA(go), dims[0], dims[1]);
+        NPY_END_THREADS;
+    }
+    Py_DECREF(go);
+    return (PyObject *)gx;
+}
+
+VG_BOUNDARY(rowmax_forward)
+{
+    PyArrayObject *x, *y = NULL, *idx = NULL;
+    PyObject *result = NULL;
+    int t;
+    if (vg_check_nargs("RowMax", nargs, 1) < 0 || (t = vg_prepare("RowMax", args, 1, &x)) < 0)
+        return NULL;
+    if (vg_check_ndim("RowMax", "the input", x, 2) < 0)
+        goto done;
+    npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
+    if (cols == 0 && rows > 0) {
+        PyErr_Format(PyExc_ValueError, "RowMax: the rows of a (%zd, 0) input are empty and have no maximum",
+                     (Py_ssize_t)rows);
+        goto done;
+    }
+    if ((y = vg_empty(1, &rows, t)) == NULL || (idx = vg_empty(1, &rows, NPY_INTP)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
+    VG_CALL(t, rowmax_forward, PyArray_DATA(y), PyArray_DATA(idx), PyArray_DATA(x), rows, cols);
+    NPY_END_THREADS;
+    result = PyTuple_Pack(2, y, idx);
+done:
+    Py_DECREF(x);
+    Py_XDECREF(y);
+    Py_XDECREF(idx);
+    return result;
+}
+
+VG_BOUNDARY(rowmax_backward)
+{
+    const char *op = "RowMax backward";
+    PyArrayObject *go, *idx = NULL, *gx = NULL;
+    npy_intp dims[2];
+    int t;
+    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare(op, args, 1, &go)) < 0)
+        return NULL;
+    if (parse_matrix_shape(op, args[2], dims) < 0 || check_row_gradient(op, go, dims[0]) < 0 ||
+        (idx = vg_as_indices(op, "idxs", args[1], dims[0])) == NULL)
+        goto fail;
+    const npy_intp *where = PyArray_DATA(idx);
+    for (npy_intp i = 0; i < dims[0]; i++) {
+        if (where[i] < 0 || where[i] >= dims[1]) {
+            PyErr_Format(PyExc_IndexError, "%s: idxs[%zd] = %zd is out of range for rows of length %zd", op,
+                         (Py_ssize_t)i, (Py_ssize_t)where[i], (Py_ssize_t)dims[1]);
+            goto fail;
+        }
+    }
+    if ((gx = vg_zeros(2, dims, t)) == NULL)
+        goto fail;
+    VG_CALL(t, rowmax_backward, PyArray_DATA(gx), PyArray_DATA(go), where, dims[0], dims[1]);
+fail:
+    Py_DECREF(go);
+    Py_XDECREF(idx);
+    return (PyObject *)gx;
+}
+
+VG_BOUNDARY(normalize_forward)
+{
+    PyArrayObject *x, *y = NULL, *s = NULL;
+    PyObject *result = NULL;
+    int t;
+    if (vg_check_nargs("Normalize", nargs, 1) < 0 || (t = vg_prepare("Normalize", args, 1, &x)) < 0)
+        return NULL;
+    npy_intp sdims[2];
+    if (vg_check_ndim("Normalize", "the input", x, 2) < 0)
+        goto done;
+    sdims[0] = PyArray_DIM(x, 0);
+    sdims[1] = 1;
+    if ((y = vg_empty(2, PyArray_DIMS(x), t)) == NULL || (s = vg_empty(2, sdims, t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
+    VG_CALL(t, normalize_forward, PyArray_DATA(y), PyArray_DATA(s), PyArray_DATA(x), sdims[0],
+            PyArray_DIM(x, 1));
+    NPY_END_THREADS;
+    result = PyTuple_Pack(2, y, s);
+done:
+    Py_DECREF(x);
+    Py_XDECREF(y);
+    Py_XDECREF(s);
+    return result;
+}
+
+VG_BOUNDARY(normalize_backward)
+{
+    const char *op = "Normalize backward";
+    PyArrayObject *in[3], *gx = NULL; /* go, x, sumd */
+    int t;
+    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare(op, args, 3, in)) < 0)
+        return NULL;
+    if (vg_check_ndim(op, "x", in[1], 2) < 0 ||
+        vg_check_same_shape(op, "the upstream gradient and x", "", in[0], in[1]) < 0)
+        goto done;
+    npy_intp rows = PyArray_DIM(in[1], 0), cols = PyArray_DIM(in[1], 1);
+    if (PyArray_SIZE(in[2]) != rows) {
+        PyErr_Format(PyExc_ValueError, "%s: sumd must hold one sum per row (%zd), got %zd elements", op,
+                     (Py_ssize_t)rows, (Py_ssize_t)PyArray_SIZE(in[2]));
+        goto done;
+    }
+    if ((gx = vg_empty(2, PyArray_DIMS(in[1]), t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
+    VG_CALL(t, normalize_backward, PyArray_DATA(gx), PyArray_DATA(in[0]), PyArray_DATA(in[1]),
+            PyArray_DATA(in[2]), rows, cols);
+    NPY_END_THREADS;
+done:
+    vg_release(in, 3);
+    return (PyObject *)gx;
+}

@@ -1,0 +1,31 @@
+"""Builds the C extension vgrad._C; everything else is declared in pyproject.toml."""
+import glob
+import os
+
+import numpy as np
+from setuptools import Extension, setup
+
+# Warnings are errors in our own CI builds (VGRAD_WERROR=1), never for a user's install.
+extra = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+if os.environ.get("VGRAD_WERROR"):
+    extra.append("-Werror")
+# A sanitizer build for the reliability checks: VGRAD_SANITIZE="address,undefined".
+link_extra = []
+if os.environ.get("VGRAD_SANITIZE"):
+    flags = ["-fsanitize=" + os.environ["VGRAD_SANITIZE"], "-fno-omit-frame-pointer", "-g"]
+    extra += flags
+    link_extra += flags
+
+setup(
+    ext_modules=[
+        Extension(
+            "vgrad._C",
+            sources=sorted(glob.glob("csrc/*.c")),
+            depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.def")),
+            include_dirs=[np.get_include(), "csrc"],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+            extra_compile_args=extra,
+            extra_link_args=link_extra,
+        )
+    ],
+)

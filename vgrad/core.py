@@ -1,0 +1,399 @@
+"""
+The core of the autodiff system: the two kinds of node in a computation graph (TensorNode, OpNode), the
+Op class that builds the graph, and Module.
+
+This is vugrad's design, kept so that course code runs unchanged: a TensorNode holds a value, an OpNode
+records which Op made it from which inputs, and backward() walks the graph from the loss down, handing
+each op the gradient over its outputs and adding what it returns to the gradients of its inputs.
+
+Where vgrad differs from vugrad, on purpose:
+- backward(), zero_grad() and clear() walk the graph with an explicit stack instead of recursion, so a
+  chain of 100,000 ops works (vugrad stops at Python's recursion limit, about 1,000 nested ops), and they
+  visit each node once (vugrad's zero_grad revisits shared nodes once per path).
+- backward() counts, for each node, the consumers that lie below the loss it was called on, instead of
+  every op the node was ever given to. In vugrad a node that also fed a graph which was never cleared
+  (say, a validation pass) waits forever for that extra parent, and its gradient silently stops there.
+  The order in which ops run is vugrad's: depth first, an op as soon as all its outputs are done.
+- An op with several outputs runs its backward once, when all of them are done (vugrad runs it once per
+  output, adding the gradients several times).
+- grad is allocated when first needed, in the value's float dtype (float64 for integer values); vugrad
+  always allocates float64 zeros up front.
+- Mistakes raise TypeError/ValueError naming the op and the shapes, never bare asserts (which `python -O`
+  removes).
+"""
+import numbers
+
+import numpy as np
+
+
+def grad_dtype(value):
+    """The dtype of a gradient for this value: its own float dtype, float64 for anything else."""
+    return value.dtype if value.dtype.kind == 'f' else np.dtype(np.float64)
+
+
+def _shape(array):
+    return tuple(np.shape(array))
+
+
+class TensorNode:
+    """
+    A value node in the computation graph: a tensor (a NumPy array) with a link to the OpNode that
+    produced it, and, after backward(), the gradient of the loss with respect to it.
+    """
+
+    def __init__(self, value, source=None, name=None):
+        """
+        :param value: A NumPy array. It is kept as it is (not copied or cast), so changing it in place, as an
+            optimizer does with `parm.value -= lr * parm.grad`, is seen by the next forward pass. Other
+            values (numbers, lists) are turned into arrays with np.asarray.
+        :param source: The OpNode that created this TensorNode. Leave it out when you create one yourself.
+        :param name: Optional string to help identify the node while debugging.
+        """
+        self.name = name
+        self.value = value if isinstance(value, np.ndarray) else np.asarray(value)
+        self.source = source
+        self._grad = None  # allocated on first use; see the grad property
+        self.debug = False
+
+        # These steer the backward traversal, as in vugrad.
+        self.numparents = 0  # how many op inputs this node has been given to
+        self.visits = 0      # how many times backward has reached this node
+
+    @property
+    def grad(self):
+        """
+        The gradient of the loss with respect to this node's value: an array of the value's shape and float
+        dtype. At element `index` it holds the derivative of the loss with respect to `value[index]`. It is
+        zero until backward() reaches this node.
+        """
+        if self._grad is None:
+            self._grad = np.zeros(self.value.shape, dtype=grad_dtype(self.value))
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+
+    def size(self, dim=None):
+        """The shape of the value as a tuple, or the size of dimension `dim`."""
+        if dim is None:
+            return self.value.shape
+        return self.value.shape[dim]
+
+    def backward(self, start=True):
+        """
+        Backpropagate from this node, which must hold a single number (the loss). Afterwards every node
+        below it holds in .grad the derivative of this node with respect to its value.
+
+        Gradients are added to what is already in .grad, so call zero_grad() between steps. Calling
+        backward() twice on one graph adds the gradients twice. `start` is accepted for compatibility
+        with vugrad, where backward(start=False) was the internal recursive call; it has no effect.
+        """
+        if self.value.size != 1:
+            raise ValueError(
+                f'backward() can only start from a node holding a single number (a scalar loss), but this '
+                f'node has shape {self.value.shape}. Reduce it first, e.g. with vg.Sum.do_forward(node).')
+        self.grad = np.ones_like(self.value, dtype=grad_dtype(self.value))
+        _backpropagate(self)
+
+    def zero_grad(self):
+        """Set the gradient to zero for this node and every node below it."""
+        for node in _nodes_below(self):
+            if node._grad is not None:
+                node._grad.fill(0.0)
+
+    def clear(self):
+        """
+        Disconnect the computation graph below this node and reset the traversal counters, so that
+        nothing keeps the graph alive and the garbage collector can free it. Nodes that are still
+        referenced elsewhere (a module's parameters) survive, with their values and gradients.
+        """
+        for node in _nodes_below(self):
+            source = node.source
+            if source is not None:
+                source.inputs = None
+                source.outputs = None
+            node.source = None
+            node.visits = node.numparents = 0
+
+    # Operators, so that TensorNodes can be combined as numbers are. A Python number on either side is
+    # wrapped in a node of the same shape and float dtype as the other operand.
+    def __add__(self, other):
+        return Add.do_forward(self, _as_node(other, self))
+
+    def __radd__(self, other):
+        return Add.do_forward(_as_node(other, self), self)
+
+    def __sub__(self, other):
+        return Sub.do_forward(self, _as_node(other, self))
+
+    def __rsub__(self, other):
+        return Sub.do_forward(_as_node(other, self), self)
+
+    def __mul__(self, other):
+        return Multiply.do_forward(self, _as_node(other, self))
+
+    def __rmul__(self, other):
+        return Multiply.do_forward(_as_node(other, self), self)
+
+    def __truediv__(self, other):
+        return Div.do_forward(self, _as_node(other, self))
+
+    def __rtruediv__(self, other):
+        return Div.do_forward(_as_node(other, self), self)
+
+    def __neg__(self):
+        return self * -1.0
+
+    def matmul(self, other):
+        return MatrixMultiply.do_forward(self, other)
+
+    def __matmul__(self, other):
+        return MatrixMultiply.do_forward(self, other)
+
+    def __str__(self):
+        n = self.name + ', ' if self.name is not None else ''
+        return f'TensorNode[{n}size {self.size()}, source {self.source.op if self.source is not None else None}].'
+
+    def __repr__(self):
+        n = f'{self.name!r}, ' if self.name is not None else ''
+        op = self.source.op.__name__ if self.source is not None else None
+        return f'TensorNode({n}shape={self.value.shape}, dtype={self.value.dtype}, source={op})'
+
+
+def _as_node(other, like):
+    """`other` as a TensorNode: nodes pass through, numbers become a constant shaped like `like`."""
+    if isinstance(other, TensorNode):
+        return other
+    if isinstance(other, numbers.Number) and not isinstance(other, complex):
+        return TensorNode(np.full(like.value.shape, other, dtype=grad_dtype(like.value)))
+    raise TypeError(f'cannot combine a TensorNode with a {type(other).__name__}; wrap arrays in vg.TensorNode')
+
+
+class OpNode:
+    """
+    One application of an Op to some inputs: the diamond node in a computation graph. It remembers the op,
+    the context the op's forward filled in, and the input and output TensorNodes.
+    """
+
+    def __init__(self, op, context, inputs):
+        self.op = op
+        self.context = context
+        self.inputs = inputs
+        self.outputs = None
+        self.visits = 0
+
+    def __repr__(self):
+        return f'OpNode({self.op.__name__}, {len(self.inputs or ())} inputs)'
+
+
+def _nodes_below(top):
+    """Every TensorNode in the graph below `top` (itself included), each once, found without recursion."""
+    seen = {top}
+    stack = [top]
+    found = []
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        source = node.source
+        if source is not None and source.inputs is not None:
+            for parent in source.inputs:
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+    return found
+
+
+def _backpropagate(loss):
+    """
+    vugrad's traversal without recursion. In vugrad, TensorNode.backward() counts a visit and, once the node
+    has been visited by all its parents, calls backward() on its source OpNode; the OpNode computes the
+    gradients over its inputs, adds them to their .grad, and then calls backward() on each input in turn.
+    Here each pending OpNode.backward() call is a frame [opnode, index of the next input to visit] on an
+    explicit stack, which reproduces vugrad's depth-first order exactly.
+
+    The parent counts come from a first pass over the graph below the loss, so consumers outside it (a
+    forward pass that was never cleared) do not block the traversal.
+    """
+    # Pass 1: for every node below the loss, count the op inputs (below the loss) it is given to; for every
+    # op, count its outputs that are part of the graph below the loss.
+    waiting_parents = {}
+    waiting_outputs = {}
+    stack = [loss]
+    while stack:
+        op = stack.pop().source
+        if op is None or op.inputs is None:
+            continue
+        if op in waiting_outputs:
+            waiting_outputs[op] += 1
+            continue
+        waiting_outputs[op] = 1
+        for parent in op.inputs:
+            count = waiting_parents.get(parent, 0)
+            waiting_parents[parent] = count + 1
+            if count == 0:
+                stack.append(parent)
+
+    def arrive(node):
+        """A visit to `node` from one of its parents; returns its source op if that may now run."""
+        op = node.source
+        if op is None or op.inputs is None:
+            return None
+        op.visits += 1
+        waiting_outputs[op] -= 1
+        return op if waiting_outputs[op] == 0 else None
+
+    # Pass 2: vugrad's visiting logic.
+    loss.visits += 1
+    op = arrive(loss)
+    frames = []
+    if op is not None:
+        _run_backward(op)
+        frames.append([op, 0])
+    while frames:
+        frame = frames[-1]
+        op, i = frame
+        if i == len(op.inputs):
+            frames.pop()
+            continue
+        frame[1] = i + 1
+        node = op.inputs[i]
+        node.visits += 1
+        waiting_parents[node] -= 1
+        if waiting_parents[node] == 0:
+            below = arrive(node)
+            if below is not None:
+                _run_backward(below)
+                frames.append([below, 0])
+
+
+def _run_backward(opnode):
+    """Call the op's backward on the gradients over its outputs and add the results to its inputs' grads."""
+    op = opnode.op
+    goutputs = [output.grad for output in opnode.outputs]
+    ginputs = op.backward(opnode.context, *goutputs)
+    if not isinstance(ginputs, (tuple, list)):
+        ginputs = (ginputs,)
+    inputs = opnode.inputs
+    if len(ginputs) != len(inputs):
+        raise ValueError(f'{op.__name__}.backward returned {len(ginputs)} gradients, but the op has '
+                         f'{len(inputs)} inputs: return one gradient per input, in order')
+    fresh = op.backward_returns_new_arrays
+    for i, (node, grad) in enumerate(zip(inputs, ginputs)):
+        if grad is None:  # the op declares that no gradient flows to this input
+            continue
+        if not isinstance(grad, np.ndarray):
+            grad = np.asarray(grad)
+        if grad.shape != node.value.shape:
+            raise ValueError(f'{op.__name__}.backward returned a gradient of shape {grad.shape} for input {i}, '
+                             f'which has shape {node.value.shape}: they must be equal')
+        if node._grad is None:
+            # First contribution: take the array over if it belongs to nobody else, otherwise copy it.
+            dtype = grad_dtype(node.value)
+            node._grad = grad if (fresh and grad.dtype == dtype) else np.array(grad, dtype=dtype)
+            fresh = fresh and not any(g is grad for g in ginputs[i + 1:])
+        else:
+            node._grad += grad
+            # -- adding to what is there implements the multivariate chain rule: every op that uses a node
+            #    adds its part of the gradient.
+
+
+class Op:
+    """
+    An operation: a forward that computes outputs from input arrays and a backward that computes the
+    gradients over the inputs from the gradients over the outputs. Ops are never instantiated: they are
+    classes with static methods, and Op.do_forward applies one to TensorNodes and records it in the graph.
+
+    To write your own, subclass Op and define
+        @staticmethod
+        def forward(context, *inputs, **kwargs): ...     # raw NumPy arrays in, array(s) out
+        @staticmethod
+        def backward(context, *goutputs): ...            # one gradient per input, in order
+    Anything backward needs from the forward pass goes into the dict `context`.
+    """
+
+    # True when backward always returns new arrays that nothing else refers to; the graph may then keep
+    # them as gradients instead of copying. Only built-in ops that guarantee it set this.
+    backward_returns_new_arrays = False
+
+    @classmethod
+    def do_forward(cls, *inputs, **kwargs):
+        """
+        Apply the op to TensorNodes: unwrap their values, run forward() on them, and wrap the result(s) in
+        new TensorNodes whose source is a new OpNode. Keyword arguments are constants passed to forward()
+        as they are (no gradient is computed for them).
+
+        :return: one TensorNode, or a list of them if forward() returns a tuple.
+        """
+        for i, node in enumerate(inputs):
+            if not isinstance(node, TensorNode):
+                raise TypeError(f'{cls.__name__}: input {i} is a {type(node).__name__}, but all inputs to an op '
+                                f'must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such as '
+                                f'dim=... go in keyword arguments)')
+        context = {}
+        outputs_raw = cls.forward(context, *[node.value for node in inputs], **kwargs)
+        if not isinstance(outputs_raw, tuple):
+            outputs_raw = (outputs_raw,)
+
+        # Count the parents only once forward has succeeded, so a failed op leaves the graph untouched.
+        for node in inputs:
+            node.numparents += 1
+
+        opnode = OpNode(cls, context, inputs)
+        outputs = [TensorNode(value=output, source=opnode) for output in outputs_raw]
+        opnode.outputs = outputs
+
+        if len(outputs) == 1:
+            return outputs[0]
+        return outputs
+
+    @staticmethod
+    def forward(context, *inputs, **kwargs):
+        """
+        Compute the output(s) from the input arrays (raw NumPy arrays, not TensorNodes).
+
+        :param context: a dict in which to keep what backward() will need.
+        :param kwargs: constants; no gradient is computed for them.
+        """
+        raise NotImplementedError('an Op subclass must define forward(context, *inputs)')
+
+    @staticmethod
+    def backward(context, *goutputs):
+        """
+        Compute the gradients of the loss over the inputs from its gradients over the outputs.
+
+        Note that this is not just the local derivative: it is the derivative of the loss (the node on which
+        backward() was called) with respect to every element of each input.
+
+        :param goutputs: the gradients over the outputs, raw arrays of the outputs' shapes.
+        :return: one gradient per input (a tuple if there are several), each of that input's shape.
+        """
+        raise NotImplementedError('an Op subclass must define backward(context, *goutputs)')
+
+
+class Module:
+    """
+    A module combines parameter TensorNodes with a method computing a function of them from ops.
+    Modules have a forward() but no backward(): the ops it uses each have their own backward, and the
+    graph takes care of the rest.
+    """
+
+    def __init__(self):
+        pass
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f'{type(self).__name__} must define forward()')
+
+    # Calling the module calls forward(), as in PyTorch: `mlp(x)` is `mlp.forward(x)`.
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def parameters(self):
+        """The parameter TensorNodes of this module: the nodes kept between steps and updated by learning."""
+        return []
+
+
+# Add, Sub, Multiply, Div and MatrixMultiply live in ops.py with the other ops; vugrad defined the first
+# four here, so they are imported back to keep `from vugrad.core import Add` working. The import is at the
+# bottom because ops.py itself imports Op and TensorNode from this module.
+from .ops import Add, Div, MatrixMultiply, Multiply, Sub  # noqa: E402

@@ -1,0 +1,501 @@
+"""
+The built-in ops. Each is a class with a static forward(context, *arrays) and backward(context, *goutputs)
+that call a C kernel in vgrad._C, and a nested class Reference: the same op written in plain NumPy, the
+formulas you would derive by hand (and the ones vugrad uses). The references document what the kernels
+compute, and the tests check the kernels against them. A reference is itself an Op, so you can build a
+graph with it, e.g. `vg.Sigmoid.Reference.do_forward(x)`, and compare.
+
+Each op stores in `context` what vugrad stores, under the same keys, so code that reads them keeps working.
+
+Conventions of the kernels (see csrc/vgrad.h): float32 inputs give float32 results, float64 give float64;
+integer and bool inputs are computed in float64; any memory layout works.
+"""
+import numpy as np
+
+from . import _C
+from .core import Op
+
+
+class Add(Op):
+    """Element-wise addition a + b of two arrays of the same shape."""
+
+    @staticmethod
+    def forward(context, a, b):
+        return _C.add_forward(a, b)
+
+    @staticmethod
+    def backward(context, go):
+        return go, go
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(context, go):
+            return go, go
+
+
+class Sub(Op):
+    """Element-wise subtraction a - b of two arrays of the same shape."""
+
+    @staticmethod
+    def forward(context, a, b):
+        return _C.sub_forward(a, b)
+
+    @staticmethod
+    def backward(context, go):
+        return go, _C.neg_forward(go)
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, a, b):
+            return a - b
+
+        @staticmethod
+        def backward(context, go):
+            return go, -go
+
+
+class Multiply(Op):
+    """Element-wise multiplication a * b of two arrays of the same shape."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, a, b):
+        context['a'], context['b'] = a, b
+        return _C.mul_forward(a, b)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.mul_backward(go, context['a'], context['b'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, a, b):
+            context['a'], context['b'] = a, b
+            return a * b
+
+        @staticmethod
+        def backward(context, go):
+            a, b = context['a'], context['b']
+            return go * b, go * a  # the local gradient over a is b, and over b it is a
+
+
+class Div(Op):
+    """Element-wise division a / b of two arrays of the same shape (the assignment's question 1)."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, a, b):
+        context['a'], context['b'] = a, b
+        return _C.div_forward(a, b)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.div_backward(go, context['a'], context['b'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, a, b):
+            context['a'], context['b'] = a, b
+            return a / b
+
+        @staticmethod
+        def backward(context, go):
+            a, b = context['a'], context['b']
+            # d(a/b)/da = 1/b and d(a/b)/db = -a/b^2
+            return go / b, -go * a / (b * b)
+
+
+class MatrixMultiply(Op):
+    """Matrix product a @ b of an (n, k) and a (k, m) matrix, through BLAS."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, a, b):
+        context['a'], context['b'] = a, b
+        return _C.matmul_forward(a, b)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.matmul_backward(go, context['a'], context['b'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, a, b):
+            context['a'], context['b'] = a, b
+            return np.matmul(a, b)
+
+        @staticmethod
+        def backward(context, go):
+            a, b = context['a'], context['b']
+            return np.matmul(go, b.T), np.matmul(a.T, go)
+
+
+class BatchMM(Op):
+    """
+    A single (m, k) matrix times a batch of n vectors given as the rows of an (n, k) matrix: the (n, m)
+    result holds matrix @ vector for each vector. This is what Linear uses.
+    """
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, matrix, vectors):
+        context['matrix'], context['vectors'] = matrix, vectors
+        return _C.batchmm_forward(matrix, vectors)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.batchmm_backward(go, context['matrix'], context['vectors'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, matrix, vectors):
+            context['matrix'], context['vectors'] = matrix, vectors
+            return np.matmul(vectors, matrix.T)
+
+        @staticmethod
+        def backward(context, go):
+            matrix, vectors = context['matrix'], context['vectors']
+            return np.matmul(go.T, vectors), np.matmul(go, matrix)
+
+
+class Log(Op):
+    """Element-wise natural logarithm."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        context['x'] = x
+        return _C.log_forward(x)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.log_backward(go, context['x'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            context['x'] = x
+            return np.log(x)
+
+        @staticmethod
+        def backward(context, go):
+            return go / context['x']
+
+
+class Exp(Op):
+    """Element-wise natural exponent."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        context['expd'] = _C.exp_forward(x)
+        return context['expd']
+
+    @staticmethod
+    def backward(context, go):
+        return _C.exp_backward(go, context['expd'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            context['expd'] = np.exp(x)
+            return context['expd']
+
+        @staticmethod
+        def backward(context, go):
+            return go * context['expd']  # exp is its own derivative
+
+
+class Sigmoid(Op):
+    """Element-wise logistic sigmoid 1 / (1 + exp(-x))."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        sigx = _C.sigmoid_forward(x)
+        context['sigx'] = sigx
+        return sigx
+
+    @staticmethod
+    def backward(context, go):
+        return _C.sigmoid_backward(go, context['sigx'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            sigx = 1 / (1 + np.exp(-x))
+            context['sigx'] = sigx
+            return sigx
+
+        @staticmethod
+        def backward(context, go):
+            sigx = context['sigx']
+            return go * sigx * (1 - sigx)  # sigma'(x) = sigma(x) (1 - sigma(x))
+
+
+class ReLU(Op):
+    """Element-wise rectified linear unit max(x, 0) (the assignment's question 9)."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        context['x'] = x
+        return _C.relu_forward(x)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.relu_backward(go, context['x'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            context['x'] = x
+            return np.maximum(x, 0)
+
+        @staticmethod
+        def backward(context, go):
+            # the slope is 1 where x > 0 and 0 elsewhere (we take 0 at x = 0)
+            return np.where(context['x'] > 0, go, 0)
+
+
+class Id(Op):
+    """The identity: returns its input itself. Useful to add a named node to a graph while debugging."""
+
+    @staticmethod
+    def forward(context, x):
+        return x
+
+    @staticmethod
+    def backward(context, go):
+        return go
+
+    Reference = None  # defined below: the identity has nothing to compute
+
+
+class Sum(Op):
+    """The sum of all elements of a tensor, as a 0-d array (a scalar)."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        context['xsize'] = x.shape
+        return _C.sum_forward(x)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.sum_backward(go, context['xsize'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            context['xsize'] = x.shape
+            return np.asarray(x.sum())
+
+        @staticmethod
+        def backward(context, go):
+            # every element contributed with weight 1
+            return np.full(context['xsize'], go)
+
+
+class RowSum(Op):
+    """The sum of each row of a matrix: (n, m) -> (n,)."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        context['xshape'] = x.shape
+        return _C.rowsum_forward(x)
+
+    @staticmethod
+    def backward(context, go):
+        return _C.rowsum_backward(go, context['xshape'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            context['xshape'] = x.shape
+            return x.sum(axis=1)
+
+        @staticmethod
+        def backward(context, go):
+            return np.broadcast_to(go[:, None], context['xshape']).copy()
+
+
+class RowMax(Op):
+    """The maximum of each row of a matrix: (n, m) -> (n,). The gradient flows to the (first) maximum."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        rowmax, idxs = _C.rowmax_forward(x)
+        context['xshape'] = x.shape
+        context['idxs'] = idxs
+        return rowmax
+
+    @staticmethod
+    def backward(context, go):
+        return _C.rowmax_backward(go, context['idxs'], context['xshape'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            context['xshape'] = x.shape
+            context['idxs'] = np.argmax(x, axis=1)
+            return np.amax(x, axis=1)
+
+        @staticmethod
+        def backward(context, go):
+            # zeros, with each row's upstream gradient at the position of that row's maximum
+            gx = np.zeros(context['xshape'], dtype=go.dtype)
+            gx[np.arange(go.shape[0]), context['idxs']] = go
+            return gx
+
+
+class Normalize(Op):
+    """Divide each row of a matrix by its sum, so that the rows sum to one."""
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        normalized, sumd = _C.normalize_forward(x)
+        context['x'], context['sumd'] = x, sumd
+        return normalized
+
+    @staticmethod
+    def backward(context, go):
+        return _C.normalize_backward(go, context['x'], context['sumd'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            sumd = x.sum(axis=1, keepdims=True)
+            context['x'], context['sumd'] = x, sumd
+            return x / sumd
+
+        @staticmethod
+        def backward(context, go):
+            x, sumd = context['x'], context['sumd']
+            # y_ij = x_ij / s_i with s_i = sum_k x_ik, so dy_ik/dx_ij = [k == j] / s_i - x_ik / s_i^2
+            return go / sumd - ((go * x) / (sumd * sumd)).sum(axis=1, keepdims=True)
+
+
+class Expand(Op):
+    """
+    Repeat a singleton dimension: Expand.do_forward(x, dim=d, repeats=r) turns size 1 at dimension d into
+    size r, as broadcasting would. Its gradient sums over the repeats.
+    """
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, input, *, dim, repeats):
+        context['dim'] = dim
+        return _C.expand_forward(input, dim, repeats)
+
+    @staticmethod
+    def backward(context, goutput):
+        return _C.expand_backward(goutput, context['dim'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, input, *, dim, repeats):
+            context['dim'] = dim
+            return np.repeat(input, repeats, axis=dim)
+
+        @staticmethod
+        def backward(context, goutput):
+            return goutput.sum(axis=context['dim'], keepdims=True)
+
+
+class Select(Op):
+    """
+    Pick one element from each row of an (n, m) matrix: Select.do_forward(x, indices=k) gives the vector
+    x[i, k[i]] of length n. The indices are constants, not nodes: they get no gradient. (PyTorch's gather
+    does this and more.)
+    """
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, input, *, indices):
+        context['input_size'] = input.shape
+        context['indices'] = np.reshape(indices, (-1, 1))
+        return _C.select_forward(input, indices)
+
+    @staticmethod
+    def backward(context, goutput):
+        return _C.select_backward(goutput, context['indices'], context['input_size'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, input, *, indices):
+            context['input_size'] = input.shape
+            context['indices'] = np.reshape(indices, (-1, 1))
+            return np.take_along_axis(input, context['indices'], axis=1)[:, 0]
+
+        @staticmethod
+        def backward(context, goutput):
+            # zeros, except at the selected element of each row
+            gx = np.zeros(context['input_size'], dtype=goutput.dtype)
+            np.put_along_axis(gx, context['indices'], goutput[:, None], axis=1)
+            return gx
+
+
+class Squeeze(Op):
+    """Remove the singleton dimension `dim` (a view of the input)."""
+
+    @staticmethod
+    def forward(context, input, dim=0):
+        context['dim'] = dim
+        return _C.squeeze(input, dim)
+
+    @staticmethod
+    def backward(context, goutput):
+        return _C.unsqueeze(goutput, context['dim'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, input, dim=0):
+            context['dim'] = dim
+            return input.squeeze(dim)
+
+        @staticmethod
+        def backward(context, goutput):
+            return np.expand_dims(goutput, axis=context['dim'])
+
+
+class Unsqueeze(Op):
+    """Insert a singleton dimension at `dim` (a view of the input)."""
+
+    @staticmethod
+    def forward(context, input, dim=0):
+        context['dim'] = dim
+        return _C.unsqueeze(input, dim)
+
+    @staticmethod
+    def backward(context, goutput):
+        return _C.squeeze(goutput, context['dim'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, input, dim=0):
+            context['dim'] = dim
+            return np.expand_dims(input, axis=dim)
+
+        @staticmethod
+        def backward(context, goutput):
+            return goutput.squeeze(context['dim'])
+
+
+Id.Reference = Id  # the identity needs no kernel: it is its own reference
+
+# The one list of built-in ops; the tests check that each has an entry in their table.
+ALL_OPS = (Add, Sub, Multiply, Div, MatrixMultiply, BatchMM, Log, Exp, Sigmoid, ReLU, Id, Sum, RowSum, RowMax,
+           Normalize, Expand, Select, Squeeze, Unsqueeze)
+
+for _op in ALL_OPS:  # give the references readable names in error messages and reprs
+    if _op.Reference is not _op:
+        _op.Reference.__name__ = _op.Reference.__qualname__ = f'{_op.__name__}.Reference'
+del _op
