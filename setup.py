@@ -5,9 +5,9 @@ import os
 import numpy as np
 from setuptools import Extension, setup
 
-# Warnings are errors in our own CI builds (VGRAD_WERROR=1), never for a user's install.
+# Warnings are errors in CI (CI=true) and when asked for (VGRAD_WERROR=1), never in a user's install.
 extra = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-if os.environ.get("VGRAD_WERROR"):
+if os.environ.get("VGRAD_WERROR") or os.environ.get("CI") == "true":
     extra.append("-Werror")
 # A sanitizer build for the reliability checks: VGRAD_SANITIZE="address,undefined".
 link_extra = []

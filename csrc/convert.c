@@ -106,14 +106,34 @@ int vg_prepare(const char *op, PyObject *const *objs, int n, PyArrayObject **out
     return typenum;
 }
 
-PyArrayObject *vg_empty(int ndim, const npy_intp *dims, int typenum)
+/* NumPy refuses sizes that overflow ("array is too big"); say which op asked for it. */
+static PyArrayObject *named_allocation_error(const char *op, int ndim, const npy_intp *dims)
 {
-    return (PyArrayObject *)PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
+    if (PyErr_ExceptionMatches(PyExc_MemoryError))
+        return NULL; /* already says what it is */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *shape = PyArray_IntTupleFromIntp(ndim, (npy_intp *)dims);
+    if (shape)
+        PyErr_Format(PyExc_ValueError, "%s: cannot allocate a result of shape %S: %S", op, shape,
+                     value ? value : Py_None);
+    Py_XDECREF(shape);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return NULL;
 }
 
-PyArrayObject *vg_zeros(int ndim, const npy_intp *dims, int typenum)
+PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int typenum)
 {
-    return (PyArrayObject *)PyArray_ZEROS(ndim, (npy_intp *)dims, typenum, 0);
+    PyObject *arr = PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
+    return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
+}
+
+PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int typenum)
+{
+    PyObject *arr = PyArray_ZEROS(ndim, (npy_intp *)dims, typenum, 0);
+    return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 
 int vg_check_same_shape(const char *op, const char *what, const char *hint, PyArrayObject *a,

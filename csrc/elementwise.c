@@ -97,7 +97,7 @@ static PyObject *map1(const char *op, PyObject *const *args, Py_ssize_t nargs, m
     int t;
     if (vg_check_nargs(op, nargs, 1) < 0 || (t = vg_prepare(op, args, 1, &x)) < 0)
         return NULL;
-    PyArrayObject *y = vg_empty(PyArray_NDIM(x), PyArray_DIMS(x), t);
+    PyArrayObject *y = vg_empty(op, PyArray_NDIM(x), PyArray_DIMS(x), t);
     if (y != NULL) {
         npy_intp n = PyArray_SIZE(x);
         NPY_BEGIN_THREADS_DEF;
@@ -122,7 +122,7 @@ static PyObject *map2(const char *op, const char *what, const char *hint, PyObje
         return NULL;
     PyArrayObject *y = NULL;
     if (vg_check_same_shape(op, what, hint, in[0], in[1]) == 0)
-        y = vg_empty(PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t);
+        y = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t);
     if (y != NULL) {
         npy_intp n = PyArray_SIZE(in[0]);
         NPY_BEGIN_THREADS_DEF;
@@ -150,7 +150,7 @@ static PyObject *map3to2(const char *op, PyObject *const *args, Py_ssize_t nargs
         vg_check_same_shape(op, "the upstream gradient and the input a", "", in[0], in[1]) < 0)
         goto done;
     for (int i = 0; i < 2; i++)
-        if ((out[i] = vg_empty(PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t)) == NULL)
+        if ((out[i] = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t)) == NULL)
             goto done;
     npy_intp n = PyArray_SIZE(in[0]);
     NPY_BEGIN_THREADS_DEF;

@@ -118,7 +118,7 @@ VG_BOUNDARY(sum_forward)
     int t;
     if (vg_check_nargs("Sum", nargs, 1) < 0 || (t = vg_prepare("Sum", args, 1, &x)) < 0)
         return NULL;
-    PyArrayObject *y = vg_empty(0, NULL, t);
+    PyArrayObject *y = vg_empty("Sum", 0, NULL, t);
     if (y != NULL) {
         npy_intp n = PyArray_SIZE(x);
         NPY_BEGIN_THREADS_DEF;
@@ -150,7 +150,7 @@ VG_BOUNDARY(sum_backward)
     }
     if (vg_parse_shape("Sum backward", "xsize", args[1], &shape) < 0)
         goto done;
-    if ((gx = vg_empty(shape.len, shape.ptr, t)) == NULL)
+    if ((gx = vg_empty("Sum backward", shape.len, shape.ptr, t)) == NULL)
         goto done;
     npy_intp n = PyArray_SIZE(gx);
     NPY_BEGIN_THREADS_DEF;
@@ -202,7 +202,7 @@ VG_BOUNDARY(rowsum_forward)
     int t;
     if (vg_check_nargs("RowSum", nargs, 1) < 0 || (t = vg_prepare("RowSum", args, 1, &x)) < 0)
         return NULL;
-    if (vg_check_ndim("RowSum", "the input", x, 2) == 0 && (y = vg_empty(1, PyArray_DIMS(x), t)) != NULL) {
+    if (vg_check_ndim("RowSum", "the input", x, 2) == 0 && (y = vg_empty("RowSum", 1, PyArray_DIMS(x), t)) != NULL) {
         npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
         NPY_BEGIN_THREADS_DEF;
         NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
@@ -222,7 +222,7 @@ VG_BOUNDARY(rowsum_backward)
         (t = vg_prepare("RowSum backward", args, 1, &go)) < 0)
         return NULL;
     if (parse_matrix_shape("RowSum backward", args[1], dims) == 0 &&
-        check_row_gradient("RowSum backward", go, dims[0]) == 0 && (gx = vg_empty(2, dims, t)) != NULL) {
+        check_row_gradient("RowSum backward", go, dims[0]) == 0 && (gx = vg_empty("RowSum backward", 2, dims, t)) != NULL) {
         NPY_BEGIN_THREADS_DEF;
         NPY_BEGIN_THREADS_THRESHOLDED(dims[0] * dims[1]);
         VG_CALL(t, rowsum_backward, PyArray_DATA(gx), PyArray_DATA(go), dims[0], dims[1]);
@@ -247,7 +247,7 @@ VG_BOUNDARY(rowmax_forward)
                      (Py_ssize_t)rows);
         goto done;
     }
-    if ((y = vg_empty(1, &rows, t)) == NULL || (idx = vg_empty(1, &rows, NPY_INTP)) == NULL)
+    if ((y = vg_empty("RowMax", 1, &rows, t)) == NULL || (idx = vg_empty("RowMax", 1, &rows, NPY_INTP)) == NULL)
         goto done;
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
@@ -280,7 +280,7 @@ VG_BOUNDARY(rowmax_backward)
             goto fail;
         }
     }
-    if ((gx = vg_zeros(2, dims, t)) == NULL)
+    if ((gx = vg_zeros(op, 2, dims, t)) == NULL)
         goto fail;
     VG_CALL(t, rowmax_backward, PyArray_DATA(gx), PyArray_DATA(go), where, dims[0], dims[1]);
 fail:
@@ -301,7 +301,7 @@ VG_BOUNDARY(normalize_forward)
         goto done;
     sdims[0] = PyArray_DIM(x, 0);
     sdims[1] = 1;
-    if ((y = vg_empty(2, PyArray_DIMS(x), t)) == NULL || (s = vg_empty(2, sdims, t)) == NULL)
+    if ((y = vg_empty("Normalize", 2, PyArray_DIMS(x), t)) == NULL || (s = vg_empty("Normalize", 2, sdims, t)) == NULL)
         goto done;
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
@@ -332,7 +332,7 @@ VG_BOUNDARY(normalize_backward)
                      (Py_ssize_t)rows, (Py_ssize_t)PyArray_SIZE(in[2]));
         goto done;
     }
-    if ((gx = vg_empty(2, PyArray_DIMS(in[1]), t)) == NULL)
+    if ((gx = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
         goto done;
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);

@@ -3,8 +3,8 @@
  *
  *     y_i = x[i, k_i]            gx[i, j] = go_i if j == k_i else 0
  *
- * Indices are integers, one per row (shape (n,) or vugrad's (n, 1)); negative ones count from the end of
- * the row as in NumPy. The output always has shape (n,): vugrad's squeeze() turns a batch of one into a
+ * Indices are integers, one per row: a vector (n,) for the forward; the backward also takes the (n, 1)
+ * column vugrad keeps in the context. Negative ones count from the end of the row as in NumPy. The output always has shape (n,): vugrad's squeeze() turns a batch of one into a
  * 0-d array, which its own backward then cannot handle.
  */
 #include "vgrad.h"
@@ -57,8 +57,14 @@ VG_BOUNDARY(select_forward)
         return NULL;
     if (vg_check_ndim("Select", "the input", x, 2) < 0)
         goto done;
+    int index_ndim = PyArray_Check(args[1]) ? PyArray_NDIM((PyArrayObject *)args[1]) : 1;
+    if (index_ndim != 1) {
+        PyErr_Format(PyExc_ValueError, "Select: indices must be a vector with one index per row, got %d dimensions",
+                     index_ndim);
+        goto done;
+    }
     npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
-    if ((idx = checked_indices("Select", args[1], rows, cols)) == NULL || (y = vg_empty(1, &rows, t)) == NULL)
+    if ((idx = checked_indices("Select", args[1], rows, cols)) == NULL || (y = vg_empty("Select", 1, &rows, t)) == NULL)
         goto done;
     VG_CALL(t, select_forward, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(idx), rows, cols);
 done:
@@ -90,7 +96,7 @@ VG_BOUNDARY(select_backward)
         Py_XDECREF(s);
         goto done;
     }
-    if ((idx = checked_indices(op, args[1], rows, cols)) == NULL || (gx = vg_zeros(2, shape.ptr, t)) == NULL)
+    if ((idx = checked_indices(op, args[1], rows, cols)) == NULL || (gx = vg_zeros(op, 2, shape.ptr, t)) == NULL)
         goto done;
     VG_CALL(t, select_backward, PyArray_DATA(gx), PyArray_DATA(go), PyArray_DATA(idx), rows, cols);
 done:

@@ -5,6 +5,7 @@
  *                           gx = go summed over dim (keeping it as a singleton dimension)
  *     Squeeze(dim):         y = x without its singleton dimension dim      gx = unsqueeze(go, dim)
  *     Unsqueeze(dim):       y = x with a new singleton dimension at dim    gx = squeeze(go, dim)
+ *     Id:                   y = x (the same object)                        gx = go
  *
  * Squeeze and Unsqueeze return views that share memory with their input and keep its dtype, as NumPy's
  * squeeze and expand_dims do. Expand copies into the compute type.
@@ -86,7 +87,7 @@ VG_BOUNDARY(expand_forward)
     npy_intp dims[NPY_MAXDIMS], outer, inner;
     memcpy(dims, PyArray_DIMS(x), sizeof(npy_intp) * PyArray_NDIM(x));
     dims[dim] = repeats;
-    if ((y = vg_empty(PyArray_NDIM(x), dims, t)) == NULL)
+    if ((y = vg_empty("Expand", PyArray_NDIM(x), dims, t)) == NULL)
         goto done;
     split_at_axis(x, (int)dim, &outer, &inner);
     NPY_BEGIN_THREADS_DEF;
@@ -111,7 +112,7 @@ VG_BOUNDARY(expand_backward)
         npy_intp dims[NPY_MAXDIMS], outer, inner, len = PyArray_DIM(go, (int)dim);
         memcpy(dims, PyArray_DIMS(go), sizeof(npy_intp) * PyArray_NDIM(go));
         dims[dim] = 1;
-        if ((gx = vg_empty(PyArray_NDIM(go), dims, t)) != NULL) {
+        if ((gx = vg_empty("Expand backward", PyArray_NDIM(go), dims, t)) != NULL) {
             split_at_axis(go, (int)dim, &outer, &inner);
             NPY_BEGIN_THREADS_DEF;
             NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(go));
@@ -136,6 +137,14 @@ static PyObject *view_with_dims(PyArrayObject *x, npy_intp *dims, int ndim)
 {
     PyArray_Dims shape = {dims, ndim};
     return PyArray_Newshape(x, &shape, NPY_ANYORDER);
+}
+
+VG_BOUNDARY(identity)
+{
+    if (vg_check_nargs("Id", nargs, 1) < 0 || vg_compute_type("Id", args, 1) < 0)
+        return NULL;
+    Py_INCREF(args[0]);
+    return args[0];
 }
 
 VG_BOUNDARY(squeeze)

@@ -55,9 +55,10 @@ PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum);
    type, or returns -1 (with out[] all NULL) and an exception set. */
 int vg_prepare(const char *op, PyObject *const *objs, int n, PyArrayObject **out);
 
-/* A new uninitialised / zero-filled C-contiguous array. */
-PyArrayObject *vg_empty(int ndim, const npy_intp *dims, int typenum);
-PyArrayObject *vg_zeros(int ndim, const npy_intp *dims, int typenum);
+/* A new uninitialised / zero-filled C-contiguous array; a size that overflows is a ValueError naming the
+   op, lack of memory a MemoryError. */
+PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int typenum);
+PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int typenum);
 
 /* Fail with ValueError unless a and b have the same shape; `hint` ("" or "; ...") ends the message. */
 int vg_check_same_shape(const char *op, const char *what, const char *hint, PyArrayObject *a,

@@ -267,13 +267,20 @@ class Id(Op):
 
     @staticmethod
     def forward(context, x):
-        return x
+        return _C.identity(x)
 
     @staticmethod
     def backward(context, go):
         return go
 
-    Reference = None  # defined below: the identity has nothing to compute
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            return x
+
+        @staticmethod
+        def backward(context, go):
+            return go
 
 
 class Sum(Op):
@@ -282,8 +289,9 @@ class Sum(Op):
 
     @staticmethod
     def forward(context, x):
-        context['xsize'] = x.shape
-        return _C.sum_forward(x)
+        total = _C.sum_forward(x)  # the kernel first: it checks x and names the op if x is unusable
+        context['xsize'] = np.shape(x)
+        return total
 
     @staticmethod
     def backward(context, go):
@@ -307,8 +315,9 @@ class RowSum(Op):
 
     @staticmethod
     def forward(context, x):
-        context['xshape'] = x.shape
-        return _C.rowsum_forward(x)
+        rowsum = _C.rowsum_forward(x)
+        context['xshape'] = np.shape(x)
+        return rowsum
 
     @staticmethod
     def backward(context, go):
@@ -332,7 +341,7 @@ class RowMax(Op):
     @staticmethod
     def forward(context, x):
         rowmax, idxs = _C.rowmax_forward(x)
-        context['xshape'] = x.shape
+        context['xshape'] = np.shape(x)
         context['idxs'] = idxs
         return rowmax
 
@@ -420,9 +429,10 @@ class Select(Op):
 
     @staticmethod
     def forward(context, input, *, indices):
-        context['input_size'] = input.shape
+        selected = _C.select_forward(input, indices)
+        context['input_size'] = np.shape(input)
         context['indices'] = np.reshape(indices, (-1, 1))
-        return _C.select_forward(input, indices)
+        return selected
 
     @staticmethod
     def backward(context, goutput):
@@ -489,13 +499,10 @@ class Unsqueeze(Op):
             return goutput.squeeze(context['dim'])
 
 
-Id.Reference = Id  # the identity needs no kernel: it is its own reference
-
 # The one list of built-in ops; the tests check that each has an entry in their table.
 ALL_OPS = (Add, Sub, Multiply, Div, MatrixMultiply, BatchMM, Log, Exp, Sigmoid, ReLU, Id, Sum, RowSum, RowMax,
            Normalize, Expand, Select, Squeeze, Unsqueeze)
 
 for _op in ALL_OPS:  # give the references readable names in error messages and reprs
-    if _op.Reference is not _op:
-        _op.Reference.__name__ = _op.Reference.__qualname__ = f'{_op.__name__}.Reference'
+    _op.Reference.__name__ = _op.Reference.__qualname__ = f'{_op.__name__}.Reference'
 del _op

@@ -1,0 +1,518 @@
+"""The op table: one entry per built-in op of vgrad.ops.ALL_OPS, plus the helpers the test files share.
+
+Each entry says how to make valid sample inputs for the op (several shapes, in the op's domain), which
+keyword arguments go with them, and which inputs must be refused (exception type and a message regex that
+names the op). tests/test_ops.py runs its generic tests over this table; test_table_covers_all_ops fails when
+an op of ALL_OPS has no entry here.
+
+Expected values in the tests never come from the code under test: they come from the op's NumPy
+Reference class, from independent NumPy formulas, or from central differences.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Callable, List
+
+import numpy as np
+
+import vgrad as vg
+import vgrad.ops as vops
+
+# --------------------------------------------------------------------------------------------------
+# Table types
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One valid call: Op.forward(ctx, *inputs, **kwargs)."""
+
+    inputs: list
+    kwargs: dict = field(default_factory=dict)
+
+    def describe(self):
+        shapes = ",".join(str(tuple(x.shape)).replace(" ", "") for x in self.inputs)
+        kw = ",".join(f"{k}={_short(v)}" for k, v in self.kwargs.items())
+        return shapes + (f"|{kw}" if kw else "")
+
+
+@dataclass
+class ErrorCase:
+    """One invalid call that must raise `exc` with a message matching `match` (searched, DOTALL)."""
+
+    label: str
+    inputs: list
+    kwargs: dict
+    exc: object  # an exception type or a tuple of them
+    match: str
+
+
+@dataclass
+class OpEntry:
+    op: type
+    samples: Callable  # (dtype, rng) -> list of Sample; the same number and shapes for every dtype
+    errors: List[ErrorCase]
+    ints: bool = True  # integer inputs are meaningful (computed in float64)
+    bools: bool = True  # bool inputs are meaningful
+    passthrough: bool = False  # forward returns its input or a view of it: the input's dtype is kept
+    large: Callable = None  # like samples, but big enough for blocked, threaded or GIL-free code paths
+
+    @property
+    def name(self):
+        return self.op.__name__
+
+
+def _short(v):
+    if isinstance(v, np.ndarray):
+        return f"{v.dtype}{list(v.shape)}"
+    return repr(v)
+
+
+def msg(*parts):
+    """A regex that matches a message containing every part (literally, in any order)."""
+    return "(?s)" + "".join(f"(?=.*{re.escape(p)})" for p in parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Values in an op's domain
+# --------------------------------------------------------------------------------------------------
+
+# real: any value; positive: in [0.5, 2]; nonzero: |x| in [0.5, 2]; relu: |x| >= 0.1 (away from the kink);
+# wide: [-30, 30] (sigmoid tails); distinct: each row holds well separated values (RowMax without ties).
+DOMAINS = ("real", "positive", "nonzero", "relu", "wide", "distinct")
+
+
+def values(domain, shape, dtype, rng):
+    """A random array of `shape` and `dtype` whose values lie in `domain`."""
+    dtype = np.dtype(dtype)
+    shape = tuple(shape)
+    if domain == "distinct":
+        return _distinct_rows(shape, dtype, rng)
+    if dtype.kind == "b":
+        if domain in ("positive", "nonzero"):
+            return np.ones(shape, dtype=bool)
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        if domain == "real":
+            lo = 0 if dtype.kind == "u" else -9
+            return rng.integers(lo, 10, size=shape).astype(dtype)
+        mag = rng.integers(1, 10, size=shape)
+        if domain != "positive" and dtype.kind == "i":
+            mag = mag * rng.choice([-1, 1], size=shape)
+        return mag.astype(dtype)
+    # floats: draw in float64, then cast
+    if domain == "real":
+        x = rng.standard_normal(shape)
+    elif domain == "positive":
+        x = rng.uniform(0.5, 2.0, shape)
+    elif domain == "nonzero":
+        x = rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], size=shape)
+    elif domain == "relu":
+        x = rng.uniform(0.1, 2.0, shape) * rng.choice([-1.0, 1.0], size=shape)
+    elif domain == "wide":
+        x = rng.uniform(-30.0, 30.0, shape)
+    else:
+        raise ValueError(domain)
+    return np.asarray(x).astype(dtype)
+
+
+def _distinct_rows(shape, dtype, rng):
+    n, m = shape
+    perms = np.argsort(rng.random((n, m)), axis=1)  # each row a permutation of 0..m-1
+    if dtype.kind in "iub":
+        return perms.astype(dtype)
+    return (perms + rng.uniform(-0.2, 0.2, (n, m))).astype(dtype)  # gaps of at least 0.6
+
+
+def shaped(domains, shape_list, kwargs=None):
+    """A sample maker: one Sample per entry of shape_list (a tuple of shapes, one per input).
+
+    kwargs is None, a dict, or a function (shapes, rng) -> dict, called once per sample.
+    """
+
+    def make(dtype, rng):
+        out = []
+        for shapes in shape_list:
+            inputs = [values(d, s, dtype, rng) for d, s in zip(domains, shapes)]
+            kw = kwargs(shapes, rng) if callable(kwargs) else dict(kwargs or {})
+            out.append(Sample(inputs, kw))
+        return out
+
+    return make
+
+
+def concat(*makers):
+    """A sample maker giving the samples of every maker in turn."""
+
+    def make(dtype, rng):
+        return [s for m in makers for s in m(dtype, rng)]
+
+    return make
+
+
+def listed(domain, cases):
+    """A sample maker for one-input ops whose kwargs vary per shape: cases is a list of (shape, kwargs)."""
+
+    def make(dtype, rng):
+        return [Sample([values(domain, s, dtype, rng)], dict(kw)) for s, kw in cases]
+
+    return make
+
+
+# --------------------------------------------------------------------------------------------------
+# Shapes
+# --------------------------------------------------------------------------------------------------
+
+ELEMENTWISE_SHAPES = [(3, 4), (), (0,), (2, 0, 3), (7,), (2, 3, 4), (1, 1)]
+BIG = (517, 1031)
+
+
+def unary(domain):
+    return shaped([domain], [(s,) for s in ELEMENTWISE_SHAPES])
+
+
+def binary(domain_a, domain_b):
+    return shaped([domain_a, domain_b], [(s, s) for s in ELEMENTWISE_SHAPES])
+
+
+def big_unary(domain):
+    return shaped([domain], [(BIG,)])
+
+
+def big_binary(domain_a, domain_b):
+    return shaped([domain_a, domain_b], [(BIG, BIG)])
+
+
+def select_indices(shapes, rng):
+    (n, m), = shapes
+    idx = rng.integers(0, m, size=n) if m > 0 else np.zeros(n, dtype=np.int64)
+    return {"indices": idx.astype(np.int64)}
+
+
+def _select_samples(dtype, rng):
+    samples = shaped(["real"], [((3, 4),), ((1, 5),), ((0, 4),), ((4, 1),), ((6, 3),)], select_indices)(dtype, rng)
+    # other integer index dtypes and a non-contiguous index vector are valid too
+    x = values("real", (5, 4), dtype, rng)
+    samples.append(Sample([x], {"indices": np.array([3, 0, 1, 3, 2], dtype=np.int32)}))
+    x = values("real", (4, 3), dtype, rng)
+    samples.append(Sample([x], {"indices": np.array([2, 9, 0, 9, 1, 9, 2, 9], dtype=np.uint8)[::2]}))
+    return samples
+
+
+# --------------------------------------------------------------------------------------------------
+# Error cases
+# --------------------------------------------------------------------------------------------------
+
+F = np.float64
+
+
+def z(*shape):
+    return np.zeros(shape, dtype=F)
+
+
+def o(*shape):
+    return np.ones(shape, dtype=F)
+
+
+def shape_mismatch(name):
+    """The equal-shape rule of the elementwise binary ops: ValueError naming op, both shapes, and Expand."""
+    return [
+        ErrorCase("transposed", [o(2, 3), o(3, 2)], {}, ValueError, msg(name, "(2, 3)", "(3, 2)", "Expand")),
+        ErrorCase("no-broadcast", [o(3, 4), o(1, 4)], {}, ValueError, msg(name, "(3, 4)", "(1, 4)")),
+        ErrorCase("0d-vs-1d", [o(), o(3)], {}, ValueError, msg(name, "()", "(3,)")),
+    ]
+
+
+def needs_2d(name):
+    return [
+        ErrorCase("1d", [o(5)], {}, ValueError, msg(name, "(5,)")),
+        ErrorCase("3d", [o(2, 3, 4)], {}, ValueError, msg(name, "(2, 3, 4)")),
+        ErrorCase("0d", [o()], {}, ValueError, msg(name)),
+    ]
+
+
+AXIS = (ValueError, IndexError)  # a dim out of range may be either (numpy's AxisError is both)
+
+# --------------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------------
+
+TABLE = [
+    OpEntry(vops.Add, binary("real", "real"), shape_mismatch("Add"), large=big_binary("real", "real")),
+    OpEntry(vops.Sub, binary("real", "real"), shape_mismatch("Sub"), large=big_binary("real", "real")),
+    OpEntry(vops.Multiply, binary("real", "real"), shape_mismatch("Multiply"), large=big_binary("real", "real")),
+    OpEntry(vops.Div, binary("real", "nonzero"), shape_mismatch("Div"), large=big_binary("real", "nonzero")),
+    OpEntry(
+        vops.MatrixMultiply,
+        shaped(
+            ["real", "real"],
+            [((3, 4), (4, 2)), ((1, 1), (1, 1)), ((0, 3), (3, 2)), ((3, 0), (0, 2)), ((2, 3), (3, 0)), ((5, 1), (1, 4))],
+        ),
+        [
+            ErrorCase("inner", [o(2, 3), o(4, 5)], {}, ValueError, msg("MatrixMultiply", "(2, 3)", "(4, 5)")),
+            ErrorCase("1d", [o(3), o(3, 2)], {}, ValueError, msg("MatrixMultiply", "(3,)")),
+            ErrorCase("3d", [o(2, 2, 2), o(2, 2)], {}, ValueError, msg("MatrixMultiply", "(2, 2, 2)")),
+        ],
+        large=shaped(["real", "real"], [((130, 257), (257, 67))]),
+    ),
+    OpEntry(
+        vops.BatchMM,
+        shaped(
+            ["real", "real"],
+            [((4, 3), (5, 3)), ((1, 1), (1, 1)), ((4, 3), (0, 3)), ((0, 3), (5, 3)), ((4, 0), (5, 0)), ((2, 6), (3, 6))],
+        ),
+        [
+            ErrorCase("features", [o(4, 3), o(5, 2)], {}, ValueError, msg("BatchMM", "(4, 3)", "(5, 2)")),
+            ErrorCase("1d-vectors", [o(4, 3), o(3)], {}, ValueError, msg("BatchMM", "(3,)")),
+            ErrorCase("1d-matrix", [o(3), o(5, 3)], {}, ValueError, msg("BatchMM", "(3,)")),
+        ],
+        large=shaped(["real", "real"], [((67, 257), (130, 257))]),
+    ),
+    OpEntry(vops.Log, unary("positive"), [], large=big_unary("positive")),
+    OpEntry(vops.Exp, unary("real"), [], large=big_unary("real")),
+    OpEntry(vops.Sigmoid, concat(unary("real"), shaped(["wide"], [((4, 5),)])), [], large=big_unary("wide")),
+    OpEntry(vops.ReLU, unary("relu"), [], large=big_unary("relu")),
+    OpEntry(vops.Id, unary("real"), [], passthrough=True),
+    OpEntry(vops.Sum, shaped(["real"], [((3, 4),), ((),), ((0,),), ((0, 3),), ((5,),), ((2, 3, 4),)]), [],
+            large=big_unary("real")),
+    OpEntry(vops.RowSum, shaped(["real"], [((3, 4),), ((1, 1),), ((0, 3),), ((3, 0),), ((5, 1),)]), needs_2d("RowSum"),
+            large=big_unary("real")),
+    OpEntry(
+        vops.RowMax,
+        shaped(["distinct"], [((3, 4),), ((1, 1),), ((0, 3),), ((5, 2),), ((2, 7),)]),
+        needs_2d("RowMax") + [ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("RowMax"))],
+        bools=False,  # bool rows tie
+        large=big_unary("distinct"),
+    ),
+    OpEntry(
+        vops.Normalize,
+        shaped(["positive"], [((3, 4),), ((1, 1),), ((0, 3),), ((3, 0),), ((5, 2),)]),
+        needs_2d("Normalize"),
+        large=big_unary("positive"),
+    ),
+    OpEntry(
+        vops.Expand,
+        listed(
+            "real",
+            [
+                ((1, 4), {"dim": 0, "repeats": 3}),
+                ((3, 1), {"dim": 1, "repeats": 5}),
+                ((1,), {"dim": 0, "repeats": 4}),
+                ((2, 1, 3), {"dim": 1, "repeats": 2}),
+                ((1, 3), {"dim": 0, "repeats": 0}),
+                ((1, 0), {"dim": 0, "repeats": 3}),
+                ((1, 1), {"dim": 1, "repeats": 1}),
+                ((3, 1), {"dim": -1, "repeats": 2}),
+            ],
+        ),
+        [
+            ErrorCase("not-singleton", [o(2, 3)], {"dim": 0, "repeats": 4}, ValueError, msg("Expand", "(2, 3)")),
+            ErrorCase("dim-range", [o(1, 3)], {"dim": 2, "repeats": 4}, AXIS, msg("Expand")),
+            ErrorCase("negative-repeats", [o(1, 3)], {"dim": 0, "repeats": -1}, ValueError, msg("Expand")),
+            ErrorCase("0d", [o()], {"dim": 0, "repeats": 2}, AXIS, msg("Expand")),
+            ErrorCase("none-dim", [o(1, 3)], {"dim": None, "repeats": 2}, TypeError, msg("Expand")),
+            ErrorCase("float-repeats", [o(1, 3)], {"dim": 0, "repeats": 2.0}, TypeError, msg("Expand")),
+            ErrorCase("huge-repeats", [o(1, 3)], {"dim": 0, "repeats": 2**62}, (ValueError, MemoryError),
+                      msg("Expand")),
+            ErrorCase("giant-repeats", [o(1, 3)], {"dim": 0, "repeats": 2**70}, (ValueError, OverflowError),
+                      msg("Expand")),
+        ],
+        large=listed("real", [((1, BIG[1]), {"dim": 0, "repeats": BIG[0]})]),
+    ),
+    OpEntry(
+        vops.Select,
+        _select_samples,
+        [
+            ErrorCase("out-of-range", [o(3, 4)], {"indices": np.array([0, 4, 1])}, IndexError, msg("Select")),
+            ErrorCase("float-indices", [o(3, 4)], {"indices": np.array([0.0, 1.0, 2.0])}, TypeError, msg("Select")),
+            ErrorCase("length", [o(3, 4)], {"indices": np.array([0, 1])}, ValueError, msg("Select")),
+            ErrorCase("2d-indices", [o(3, 4)], {"indices": np.zeros((3, 1), dtype=np.int64)}, ValueError, msg("Select")),
+            ErrorCase("1d-input", [o(4)], {"indices": np.array([0, 1, 2, 3])}, ValueError, msg("Select", "(4,)")),
+            ErrorCase("none-indices", [o(3, 4)], {"indices": None}, TypeError, msg("Select")),
+            ErrorCase("bool-indices", [o(3, 4)], {"indices": np.array([True, False, True])}, TypeError,
+                      msg("Select")),
+            ErrorCase("huge-index", [o(3, 4)], {"indices": np.array([0, 1, 2**40])}, IndexError, msg("Select")),
+            ErrorCase("huge-uint64", [o(3, 4)], {"indices": np.array([0, 1, 2**63], dtype=np.uint64)}, IndexError,
+                      msg("Select")),
+        ],
+        large=shaped(["real"], [(BIG,)], select_indices),
+    ),
+    OpEntry(
+        vops.Squeeze,
+        listed(
+            "real",
+            [
+                ((1, 4), {"dim": 0}),
+                ((3, 1), {"dim": 1}),
+                ((1,), {"dim": 0}),
+                ((2, 1, 3), {"dim": 1}),
+                ((1, 0), {"dim": 0}),
+                ((1, 5), {}),  # default dim=0
+                ((3, 1), {"dim": -1}),
+            ],
+        ),
+        [
+            ErrorCase("not-singleton", [o(2, 3)], {"dim": 0}, ValueError, msg("Squeeze")),
+            ErrorCase("dim-range", [o(1, 3)], {"dim": 5}, AXIS, msg("Squeeze")),
+        ],
+        passthrough=True,
+    ),
+    OpEntry(
+        vops.Unsqueeze,
+        listed(
+            "real",
+            [
+                ((3, 4), {"dim": 0}),
+                ((3, 4), {"dim": 1}),
+                ((3, 4), {"dim": 2}),
+                ((), {"dim": 0}),
+                ((0, 3), {"dim": 1}),
+                ((5,), {}),  # default dim=0
+                ((3, 4), {"dim": -1}),
+            ],
+        ),
+        [ErrorCase("dim-range", [o(2, 3)], {"dim": 4}, AXIS, msg("Unsqueeze"))],
+        passthrough=True,
+    ),
+]
+
+BY_NAME = {e.name: e for e in TABLE}
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+
+FLOAT_TOL = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6), np.dtype(np.float64): dict(rtol=1e-12, atol=1e-13)}
+
+
+def c_copy(x):
+    """A C-contiguous copy of x that keeps its shape (np.ascontiguousarray turns 0-d into 1-d)."""
+    return np.array(x, order="C", copy=True)
+
+
+def as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def compute_dtype(*arrays):
+    """The dtype vgrad computes in for these inputs (the spec's dtype rule), found independently."""
+    kinds = [np.asarray(a).dtype for a in arrays]
+    if kinds and all(d in (np.dtype(np.float32), np.dtype(np.float16)) for d in kinds):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def assert_close(got, want, dtype, what=""):
+    """got and want agree in shape and value within the tolerance for `dtype`."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
+    np.testing.assert_allclose(got, want, err_msg=what, **FLOAT_TOL[np.dtype(dtype)])
+
+
+def assert_same_context(ctx, ref_ctx, dtype, what=""):
+    """Same keys, and each value agrees with the Reference's (arrays in shape and value)."""
+    assert set(ctx) == set(ref_ctx), f"{what}: context keys {sorted(ctx)} != Reference's {sorted(ref_ctx)}"
+    for key in ref_ctx:
+        a, b = ctx[key], ref_ctx[key]
+        if isinstance(b, (tuple, int)):
+            assert tuple(np.atleast_1d(a)) == tuple(np.atleast_1d(b)), f"{what}: context[{key!r}] {a!r} != {b!r}"
+        else:
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.shape == b.shape, f"{what}: context[{key!r}] shape {a.shape} != Reference's {b.shape}"
+            if b.dtype.kind in "iub":
+                np.testing.assert_array_equal(a, b, err_msg=f"{what}: context[{key!r}]")
+            else:
+                np.testing.assert_allclose(a, b, err_msg=f"{what}: context[{key!r}]", **FLOAT_TOL[np.dtype(dtype)])
+
+
+def forward(op, inputs, kwargs):
+    """Runs op.forward on a fresh context; returns (output, context)."""
+    ctx = {}
+    out = op.forward(ctx, *inputs, **kwargs)
+    return out, ctx
+
+
+def weighted_loss(out_node, weights):
+    """loss = Sum(Multiply(out, R)): a scalar whose gradient over out is R."""
+    return vg.Sum.do_forward(vg.Multiply.do_forward(out_node, vg.TensorNode(weights)))
+
+
+def graph_grads(fn, arrays, weights):
+    """Builds nodes for arrays, out = fn(*nodes), backprops Sum(out * weights); returns (out value, grads)."""
+    nodes = [vg.TensorNode(a) for a in arrays]
+    out = fn(*nodes)
+    loss = weighted_loss(out, weights)
+    loss.backward()
+    grads = [n.grad.copy() for n in nodes]
+    loss.clear()
+    return out.value, grads
+
+
+def central_differences(f, arrays, eps=1e-6):
+    """(f(x + eps e_i) - f(x - eps e_i)) / (2 eps) for every element of every array; f returns a float."""
+    arrays = [np.array(a, dtype=np.float64) for a in arrays]
+    grads = []
+    for a in arrays:
+        g = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            orig = a[idx]
+            a[idx] = orig + eps
+            up = f(*arrays)
+            a[idx] = orig - eps
+            down = f(*arrays)
+            a[idx] = orig
+            g[idx] = (up - down) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory layouts: each returns an array with the same shape and dtype as x and another memory layout
+# --------------------------------------------------------------------------------------------------
+
+
+def _zero_stride(x):
+    """A read-only view whose rows all equal x[0] (stride 0 on axis 0): the values change."""
+    if x.ndim == 0 or x.shape[0] == 0:
+        return x
+    return np.broadcast_to(x[:1], x.shape)
+
+
+def _fortran(x):
+    return np.array(x, order="F", copy=True)  # np.asfortranarray would turn 0-d into 1-d
+
+
+def _transposed(x):
+    if x.ndim < 2:
+        return x
+    return np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)), -1, -2)
+
+
+def _strided(x):
+    if x.ndim == 0:
+        return x
+    big = np.zeros(tuple(2 * s for s in x.shape), dtype=x.dtype)
+    view = big[(slice(None, None, 2),) * x.ndim]
+    view[...] = x
+    return view
+
+
+def _negative(x):
+    if x.ndim == 0:
+        return x
+    return np.flip(np.ascontiguousarray(np.flip(x)))
+
+
+def _readonly(x):
+    y = x.copy()
+    y.setflags(write=False)
+    return y
+
+
+LAYOUTS = {
+    "fortran": _fortran,
+    "transposed": _transposed,
+    "strided": _strided,
+    "negative": _negative,
+    "readonly": _readonly,
+    "zero_stride": _zero_stride,
+}
