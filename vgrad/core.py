@@ -376,10 +376,18 @@ class Module:
     A module combines parameter TensorNodes with a method computing a function of them from ops.
     Modules have a forward() but no backward(): the ops it uses each have their own backward, and the
     graph takes care of the rest.
+
+    parameters() finds the parameters by itself: every leaf TensorNode (one no op produced) held in an
+    attribute, and the parameters of every submodule, also inside lists, tuples and dicts, in the order
+    the attributes were set. A subclass that defines parameters() itself, as the course code does, keeps
+    its own. train() and eval() switch modules whose forward differs between training and evaluation
+    (dropout, batch norm), submodules included.
     """
 
+    training = True  # a class default, so subclasses that never call super().__init__() still have it
+
     def __init__(self):
-        pass
+        self.training = True
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f'{type(self).__name__} must define forward()')
@@ -389,8 +397,64 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def parameters(self):
-        """The parameter TensorNodes of this module: the nodes kept between steps and updated by learning."""
-        return []
+        """
+        The parameter TensorNodes of this module and its submodules, each once: the nodes kept between
+        steps and updated by learning.
+        """
+        found, seen = [], set()
+        for value in vars(self).values():
+            for node in _parameters_in(value):
+                if node not in seen:
+                    seen.add(node)
+                    found.append(node)
+        return found
+
+    def modules(self):
+        """This module and all modules below it, each once, parents before children."""
+        found, seen, stack = [], set(), [self]
+        while stack:
+            module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            found.append(module)
+            children = [m for value in vars(module).values() for m in _modules_in(value)]
+            stack.extend(reversed(children))
+        return found
+
+    def train(self, mode=True):
+        """Put this module and its submodules in training mode (or evaluation mode if mode is False)."""
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Put this module and its submodules in evaluation mode: the same as train(False)."""
+        return self.train(False)
+
+
+def _modules_in(value):
+    """The modules directly inside an attribute value: itself, or the items of a list, tuple or dict."""
+    if isinstance(value, Module):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, Module)]
+    if isinstance(value, dict):
+        return [v for v in value.values() if isinstance(v, Module)]
+    return []
+
+
+def _parameters_in(value):
+    """The parameters inside an attribute value: a leaf TensorNode, a module's, or those in a container."""
+    if isinstance(value, TensorNode):
+        return [value] if value.source is None else []
+    if isinstance(value, Module):
+        return value.parameters()
+    if isinstance(value, (list, tuple)):
+        return [node for item in value for node in _parameters_in(item)]
+    if isinstance(value, dict):
+        return [node for item in value.values() for node in _parameters_in(item)]
+    return []
 
 
 # Add, Sub, Multiply, Div and MatrixMultiply live in ops.py with the other ops; vugrad defined the first
