@@ -68,6 +68,15 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n)
 
 PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum)
 {
+    /* The common case first, without NumPy's general conversion machinery: already an ndarray of the
+       right type, C-contiguous, aligned and in native byte order. Small arrays make this path matter. */
+    if (PyArray_CheckExact(obj)) {
+        PyArrayObject *a = (PyArrayObject *)obj;
+        if (PyArray_TYPE(a) == typenum && PyArray_ISCARRAY_RO(a) && PyArray_ISNOTSWAPPED(a)) {
+            Py_INCREF(obj);
+            return a;
+        }
+    }
     /* FORCECAST: long double to double is the one narrowing cast the dtype policy allows. */
     PyObject *arr = PyArray_FROMANY(obj, typenum, 0, 0,
                                     NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);

@@ -8,7 +8,7 @@ core.py holds the graph and backpropagation, ops.py the ops (each with its NumPy
 functions.py and modules.py what is built from them.
 """
 from . import core, data, functions, modules, ops
-from .core import Module, Op, OpNode, TensorNode
+from .core import Module, Op, OpNode, TensorNode, no_grad
 from .data import load_fashion_mnist, load_mnist, load_synth
 from .functions import celoss, logceloss, logsoftmax, relu, sigmoid, softmax
 from .modules import MLP, Linear

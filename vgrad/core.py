@@ -20,19 +20,48 @@ Where vgrad differs from vugrad, on purpose:
   always allocates float64 zeros up front.
 - Mistakes raise TypeError/ValueError naming the op and the shapes, never bare asserts (which `python -O`
   removes).
+- Opt-outs PyTorch users know: TensorNode(x, requires_grad=False) for a node whose gradient is not wanted,
+  and `with vg.no_grad():` to run forward passes (validation) without building a graph.
 """
+import contextlib
 import numbers
+import threading
 
 import numpy as np
+
+_FLOAT64 = np.dtype(np.float64)
 
 
 def grad_dtype(value):
     """The dtype of a gradient for this value: its own float dtype, float64 for anything else."""
-    return value.dtype if value.dtype.kind == 'f' else np.dtype(np.float64)
+    dtype = value.dtype
+    return dtype if dtype.kind == 'f' else _FLOAT64
 
 
-def _shape(array):
-    return tuple(np.shape(array))
+class _GradMode(threading.local):
+    enabled = True  # per thread: no_grad() in one thread does not affect another
+
+
+_grad_mode = _GradMode()
+
+
+@contextlib.contextmanager
+def no_grad():
+    """
+    Run forward passes without building a graph, e.g. for validation:
+
+        with vg.no_grad():
+            output = model(vg.TensorNode(xval))
+
+    Ops still compute their outputs, but record no OpNode, so nothing needs clear() and nothing is kept
+    for backward(). The outputs have requires_grad False.
+    """
+    previous = _grad_mode.enabled
+    _grad_mode.enabled = False
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
 
 
 class TensorNode:
@@ -41,19 +70,27 @@ class TensorNode:
     produced it, and, after backward(), the gradient of the loss with respect to it.
     """
 
-    def __init__(self, value, source=None, name=None):
+    # Slots make the many small nodes of a graph cheaper to create and read; __dict__ keeps any other
+    # attribute you set working, and __weakref__ lets weak references point at nodes.
+    __slots__ = ('name', 'value', 'source', '_grad', 'debug', 'numparents', 'visits', 'requires_grad',
+                 '__dict__', '__weakref__')
+
+    def __init__(self, value, source=None, name=None, requires_grad=True):
         """
         :param value: A NumPy array. It is kept as it is (not copied or cast), so changing it in place, as an
             optimizer does with `parm.value -= lr * parm.grad`, is seen by the next forward pass. Other
             values (numbers, lists) are turned into arrays with np.asarray.
         :param source: The OpNode that created this TensorNode. Leave it out when you create one yourself.
         :param name: Optional string to help identify the node while debugging.
+        :param requires_grad: False for a node whose gradient you don't want (an input batch, say): no
+            gradient is computed for it, which saves work, and its .grad stays zero.
         """
         self.name = name
         self.value = value if isinstance(value, np.ndarray) else np.asarray(value)
         self.source = source
         self._grad = None  # allocated on first use; see the grad property
         self.debug = False
+        self.requires_grad = requires_grad
 
         # These steer the backward traversal, as in vugrad.
         self.numparents = 0  # how many op inputs this node has been given to
@@ -86,21 +123,33 @@ class TensorNode:
         below it holds in .grad the derivative of this node with respect to its value.
 
         Gradients are added to what is already in .grad, so call zero_grad() between steps. Calling
-        backward() twice on one graph adds the gradients twice. `start` is accepted for compatibility
-        with vugrad, where backward(start=False) was the internal recursive call; it has no effect.
+        backward() twice on one graph adds the gradients twice. After clear() the graph below is gone, and
+        backward() only sets this node's own gradient. `start` is accepted for compatibility with vugrad,
+        where backward(start=False) was the internal recursive call; it has no effect.
         """
         if self.value.size != 1:
             raise ValueError(
                 f'backward() can only start from a node holding a single number (a scalar loss), but this '
                 f'node has shape {self.value.shape}. Reduce it first, e.g. with vg.Sum.do_forward(node).')
+        if not self.requires_grad:
+            raise ValueError('backward(): this node was computed without a graph (inside vg.no_grad(), or '
+                             'from inputs that all have requires_grad=False), so there is nothing to backpropagate')
         self.grad = np.ones_like(self.value, dtype=grad_dtype(self.value))
         _backpropagate(self)
 
     def zero_grad(self):
-        """Set the gradient to zero for this node and every node below it."""
+        """
+        Set the gradient to zero for this node and every node below it. Leaves (parameters and inputs) keep
+        their gradient array, filled with zeros; the gradients of intermediate nodes are dropped (they read
+        as zeros), which saves filling arrays that clear() is about to discard.
+        """
         for node in _nodes_below(self):
-            if node._grad is not None:
-                node._grad.fill(0.0)
+            grad = node._grad
+            if grad is not None:
+                if node.source is None:
+                    grad.fill(0.0)
+                else:
+                    node._grad = None
 
     def clear(self):
         """
@@ -113,7 +162,7 @@ class TensorNode:
             if source is not None:
                 source.inputs = None
                 source.outputs = None
-            node.source = None
+                node.source = None
             node.visits = node.numparents = 0
 
     # Operators, so that TensorNodes can be combined as numbers are. A Python number on either side is
@@ -176,6 +225,8 @@ class OpNode:
     the context the op's forward filled in, and the input and output TensorNodes.
     """
 
+    __slots__ = ('op', 'context', 'inputs', 'outputs', 'visits', '__dict__', '__weakref__')
+
     def __init__(self, op, context, inputs):
         self.op = op
         self.context = context
@@ -213,7 +264,8 @@ def _backpropagate(loss):
     explicit stack, which reproduces vugrad's depth-first order exactly.
 
     The parent counts come from a first pass over the graph below the loss, so consumers outside it (a
-    forward pass that was never cleared) do not block the traversal.
+    forward pass that was never cleared) do not block the traversal. Nodes with requires_grad False are
+    left out: no gradient flows into or through them.
     """
     # Pass 1: for every node below the loss, count the op inputs (below the loss) it is given to; for every
     # op, count its outputs that are part of the graph below the loss.
@@ -224,76 +276,85 @@ def _backpropagate(loss):
         op = stack.pop().source
         if op is None or op.inputs is None:
             continue
-        if op in waiting_outputs:
-            waiting_outputs[op] += 1
+        count = waiting_outputs.get(op)
+        if count is not None:
+            waiting_outputs[op] = count + 1
             continue
         waiting_outputs[op] = 1
         for parent in op.inputs:
-            count = waiting_parents.get(parent, 0)
-            waiting_parents[parent] = count + 1
-            if count == 0:
-                stack.append(parent)
+            if parent.requires_grad:
+                count = waiting_parents.get(parent, 0)
+                waiting_parents[parent] = count + 1
+                if count == 0:
+                    stack.append(parent)
 
-    def arrive(node):
-        """A visit to `node` from one of its parents; returns its source op if that may now run."""
-        op = node.source
-        if op is None or op.inputs is None:
-            return None
+    # Pass 2: vugrad's visiting logic. A visit to a node counts down its waiting parents; the last one is
+    # a visit to its source op, which counts down the op's waiting outputs; the last of those runs the op's
+    # backward and opens a frame that will visit the op's inputs in order.
+    loss.visits += 1
+    frames = []
+    op = loss.source
+    if op is not None and op.inputs is not None:
         op.visits += 1
         waiting_outputs[op] -= 1
-        return op if waiting_outputs[op] == 0 else None
-
-    # Pass 2: vugrad's visiting logic.
-    loss.visits += 1
-    op = arrive(loss)
-    frames = []
-    if op is not None:
-        _run_backward(op)
-        frames.append([op, 0])
+        if waiting_outputs[op] == 0:
+            _run_backward(op)
+            frames.append([op, 0])
     while frames:
         frame = frames[-1]
         op, i = frame
-        if i == len(op.inputs):
+        inputs = op.inputs
+        if i == len(inputs):
             frames.pop()
             continue
         frame[1] = i + 1
-        node = op.inputs[i]
+        node = inputs[i]
+        if not node.requires_grad:
+            continue
         node.visits += 1
         waiting_parents[node] -= 1
         if waiting_parents[node] == 0:
-            below = arrive(node)
-            if below is not None:
-                _run_backward(below)
-                frames.append([below, 0])
+            below = node.source
+            if below is not None and below.inputs is not None:
+                below.visits += 1
+                waiting_outputs[below] -= 1
+                if waiting_outputs[below] == 0:
+                    _run_backward(below)
+                    frames.append([below, 0])
 
 
 def _run_backward(opnode):
     """Call the op's backward on the gradients over its outputs and add the results to its inputs' grads."""
     op = opnode.op
-    goutputs = [output.grad for output in opnode.outputs]
-    ginputs = op.backward(opnode.context, *goutputs)
-    if not isinstance(ginputs, (tuple, list)):
-        ginputs = (ginputs,)
+    outputs = opnode.outputs
+    if len(outputs) == 1:
+        ginputs = op.backward(opnode.context, outputs[0].grad)
+    else:
+        ginputs = op.backward(opnode.context, *[output.grad for output in outputs])
     inputs = opnode.inputs
+    if type(ginputs) is not tuple:
+        ginputs = tuple(ginputs) if isinstance(ginputs, list) else (ginputs,)
     if len(ginputs) != len(inputs):
         raise ValueError(f'{op.__name__}.backward returned {len(ginputs)} gradients, but the op has '
                          f'{len(inputs)} inputs: return one gradient per input, in order')
     fresh = op.backward_returns_new_arrays
-    for i, (node, grad) in enumerate(zip(inputs, ginputs)):
-        if grad is None:  # the op declares that no gradient flows to this input
-            continue
-        if not isinstance(grad, np.ndarray):
+    for i, node in enumerate(inputs):
+        grad = ginputs[i]
+        if grad is None or not node.requires_grad:
+            continue  # the op declares that no gradient flows there, or none is wanted
+        if type(grad) is not np.ndarray:
             grad = np.asarray(grad)
-        if grad.shape != node.value.shape:
+        value = node.value
+        if grad.shape != value.shape:
             raise ValueError(f'{op.__name__}.backward returned a gradient of shape {grad.shape} for input {i}, '
-                             f'which has shape {node.value.shape}: they must be equal')
-        if node._grad is None:
-            # First contribution: take the array over if it belongs to nobody else, otherwise copy it.
-            dtype = grad_dtype(node.value)
+                             f'which has shape {value.shape}: they must be equal')
+        current = node._grad
+        if current is None:
+            # The first contribution: keep the array itself if it belongs to nobody else, else copy it.
+            dtype = value.dtype if value.dtype.kind == 'f' else _FLOAT64
             node._grad = grad if (fresh and grad.dtype == dtype) else np.array(grad, dtype=dtype)
-            fresh = fresh and not any(g is grad for g in ginputs[i + 1:])
         else:
-            node._grad += grad
+            current += grad
             # -- adding to what is there implements the multivariate chain rule: every op that uses a node
             #    adds its part of the gradient.
 
@@ -312,8 +373,9 @@ class Op:
     Anything backward needs from the forward pass goes into the dict `context`.
     """
 
-    # True when backward always returns new arrays that nothing else refers to; the graph may then keep
-    # them as gradients instead of copying. Only built-in ops that guarantee it set this.
+    # True when backward always returns new arrays, distinct from each other, that nothing else refers to;
+    # the graph may then keep them as gradients instead of copying. Only built-in ops that guarantee it set
+    # this.
     backward_returns_new_arrays = False
 
     @classmethod
@@ -325,22 +387,30 @@ class Op:
 
         :return: one TensorNode, or a list of them if forward() returns a tuple.
         """
+        tracked = False
         for i, node in enumerate(inputs):
             if not isinstance(node, TensorNode):
                 raise TypeError(f'{cls.__name__}: input {i} is a {type(node).__name__}, but all inputs to an op '
                                 f'must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such as '
                                 f'dim=... go in keyword arguments)')
+            if node.requires_grad:
+                tracked = True
         context = {}
         outputs_raw = cls.forward(context, *[node.value for node in inputs], **kwargs)
-        if not isinstance(outputs_raw, tuple):
+        if type(outputs_raw) is not tuple:
             outputs_raw = (outputs_raw,)
+
+        if not (tracked and _grad_mode.enabled):
+            # No gradient wanted (vg.no_grad(), or no input requires one): the outputs are plain values.
+            outputs = [TensorNode(output, requires_grad=False) for output in outputs_raw]
+            return outputs[0] if len(outputs) == 1 else outputs
 
         # Count the parents only once forward has succeeded, so a failed op leaves the graph untouched.
         for node in inputs:
             node.numparents += 1
 
         opnode = OpNode(cls, context, inputs)
-        outputs = [TensorNode(value=output, source=opnode) for output in outputs_raw]
+        outputs = [TensorNode(output, opnode) for output in outputs_raw]
         opnode.outputs = outputs
 
         if len(outputs) == 1:
