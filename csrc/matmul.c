@@ -10,8 +10,7 @@
  */
 #include "vgrad.h"
 
-/* a @ b, either operand optionally transposed (a view, no copy). */
-static PyObject *product(PyArrayObject *a, int transpose_a, PyArrayObject *b, int transpose_b)
+PyObject *vg_product(PyArrayObject *a, int transpose_a, PyArrayObject *b, int transpose_b)
 {
     PyObject *lhs = transpose_a ? PyArray_Transpose(a, NULL) : (Py_INCREF(a), (PyObject *)a);
     PyObject *rhs = transpose_b ? PyArray_Transpose(b, NULL) : (Py_INCREF(b), (PyObject *)b);
@@ -67,7 +66,7 @@ VG_BOUNDARY(matmul_forward)
         return NULL;
     PyObject *c = NULL;
     if (check_match("MatrixMultiply", "a's columns must equal b's rows", in[0], 1, in[1], 0) == 0)
-        c = product(in[0], 0, in[1], 0);
+        c = vg_product(in[0], 0, in[1], 0);
     vg_release(in, 2);
     return c;
 }
@@ -83,7 +82,7 @@ VG_BOUNDARY(matmul_backward)
     if (check_match(op, "a's columns must equal b's rows", in[1], 1, in[2], 0) == 0 &&
         check_match(op, "go needs a's rows", in[0], 0, in[1], 0) == 0 &&
         check_match(op, "go needs b's columns", in[0], 1, in[2], 1) == 0)
-        result = pair(product(in[0], 0, in[2], 1), product(in[1], 1, in[0], 0));
+        result = pair(vg_product(in[0], 0, in[2], 1), vg_product(in[1], 1, in[0], 0));
     vg_release(in, 3);
     return result;
 }
@@ -96,7 +95,7 @@ VG_BOUNDARY(batchmm_forward)
         return NULL;
     PyObject *y = NULL;
     if (check_match("BatchMM", "the matrix's columns must equal the vectors' length", in[0], 1, in[1], 1) == 0)
-        y = product(in[1], 0, in[0], 1);
+        y = vg_product(in[1], 0, in[0], 1);
     vg_release(in, 2);
     return y;
 }
@@ -112,7 +111,7 @@ VG_BOUNDARY(batchmm_backward)
     if (check_match(op, "the matrix's columns must equal the vectors' length", in[1], 1, in[2], 1) == 0 &&
         check_match(op, "go needs one row per vector", in[0], 0, in[2], 0) == 0 &&
         check_match(op, "go needs one column per matrix row", in[0], 1, in[1], 0) == 0)
-        result = pair(product(in[0], 1, in[2], 0), product(in[0], 0, in[1], 0));
+        result = pair(vg_product(in[0], 1, in[2], 0), vg_product(in[0], 0, in[1], 0));
     vg_release(in, 3);
     return result;
 }

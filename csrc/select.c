@@ -25,8 +25,7 @@
     }
 VG_INSTANTIATE(DEFINE_SELECT_KERNELS)
 
-/* The indices as a fresh intp array with negative ones wrapped; NULL with IndexError if out of range. */
-static PyArrayObject *checked_indices(const char *op, PyObject *obj, npy_intp rows, npy_intp cols)
+PyArrayObject *vg_row_indices(const char *op, PyObject *obj, npy_intp rows, npy_intp cols)
 {
     PyArrayObject *idx = vg_as_indices(op, "indices", obj, rows);
     if (idx == NULL)
@@ -64,7 +63,7 @@ VG_BOUNDARY(select_forward)
         goto done;
     }
     npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
-    if ((idx = checked_indices("Select", args[1], rows, cols)) == NULL || (y = vg_empty("Select", 1, &rows, t)) == NULL)
+    if ((idx = vg_row_indices("Select", args[1], rows, cols)) == NULL || (y = vg_empty("Select", 1, &rows, t)) == NULL)
         goto done;
     VG_CALL(t, select_forward, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(idx), rows, cols);
 done:
@@ -96,7 +95,7 @@ VG_BOUNDARY(select_backward)
         Py_XDECREF(s);
         goto done;
     }
-    if ((idx = checked_indices(op, args[1], rows, cols)) == NULL || (gx = vg_zeros(op, 2, shape.ptr, t)) == NULL)
+    if ((idx = vg_row_indices(op, args[1], rows, cols)) == NULL || (gx = vg_zeros(op, 2, shape.ptr, t)) == NULL)
         goto done;
     VG_CALL(t, select_backward, PyArray_DATA(gx), PyArray_DATA(go), PyArray_DATA(idx), rows, cols);
 done:

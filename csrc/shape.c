@@ -39,8 +39,8 @@ static void expand_forward_kernel(char *restrict y, const char *restrict x, npy_
 /* go: outer x len x inner -> gx: outer x 1 x inner. Rows are added in order, like NumPy's sum over a
    leading axis; when inner == 1 the summed elements are contiguous and summed pairwise. */
 #define DEFINE_EXPAND_BACKWARD(T, S)                                                                    \
-    static void expand_backward_##S(T *restrict gx, const T *restrict go, npy_intp outer, npy_intp len, \
-                                    npy_intp inner)                                                     \
+    void vg_sum_middle_axis_##S(T *restrict gx, const T *restrict go, npy_intp outer, npy_intp len,     \
+                                npy_intp inner)                                                         \
     {                                                                                                   \
         for (npy_intp o = 0; o < outer; o++) {                                                          \
             const T *src = go + o * len * inner;                                                        \
@@ -116,7 +116,7 @@ VG_BOUNDARY(expand_backward)
             split_at_axis(go, (int)dim, &outer, &inner);
             NPY_BEGIN_THREADS_DEF;
             NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(go));
-            VG_CALL(t, expand_backward, PyArray_DATA(gx), PyArray_DATA(go), outer, len, inner);
+            VG_CALL(t, vg_sum_middle_axis, PyArray_DATA(gx), PyArray_DATA(go), outer, len, inner);
             NPY_END_THREADS;
         }
     }

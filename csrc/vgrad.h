@@ -83,10 +83,29 @@ PyArrayObject *vg_as_indices(const char *op, const char *what, PyObject *obj, np
 /* Release every reference in arr[0..n-1] (NULLs allowed). */
 void vg_release(PyArrayObject **arr, int n);
 
-/* ---- shared kernels (reduce.c) ------------------------------------------------------------------- */
+/* ---- matrix products (matmul.c) ------------------------------------------------------------------- */
+
+/* a @ b for 2-D arrays of one float type, either operand optionally transposed (as a view, which BLAS
+   reads with its transpose flag: no copy). A new reference, or NULL with an exception. */
+PyObject *vg_product(PyArrayObject *a, int transpose_a, PyArrayObject *b, int transpose_b);
+
+/* ---- row indices (select.c) ---------------------------------------------------------------------- */
+
+/* Integer indices, one per row of a rows x cols matrix, as a fresh intp array with negative ones wrapped;
+   NULL with TypeError/ValueError/IndexError naming the op otherwise. */
+PyArrayObject *vg_row_indices(const char *op, PyObject *obj, npy_intp rows, npy_intp cols);
+
+/* ---- shared kernels (reduce.c, shape.c) ------------------------------------------------------------------- */
 
 /* Pairwise sum of n contiguous elements: rounding error grows with log(n), not n (as NumPy's sum). */
 float vg_pairwise_sum_f32(const float *x, npy_intp n);
 double vg_pairwise_sum_f64(const double *x, npy_intp n);
+
+/* go: outer x len x inner -> gx: outer x inner, summed over the middle axis the way NumPy's sum does
+   (rows added in order; pairwise when inner == 1). */
+void vg_sum_middle_axis_f32(float *restrict gx, const float *restrict go, npy_intp outer, npy_intp len,
+                            npy_intp inner);
+void vg_sum_middle_axis_f64(double *restrict gx, const double *restrict go, npy_intp outer, npy_intp len,
+                            npy_intp inner);
 
 #endif /* VGRAD_H */

@@ -373,9 +373,144 @@ TABLE = [
         [ErrorCase("dim-range", [o(2, 3)], {"dim": 4}, AXIS, msg("Unsqueeze"))],
         passthrough=True,
     ),
+    # The fused ops of Linear, logsoftmax and logceloss.
+    OpEntry(
+        vops.Affine,
+        shaped(["real", "real", "real"], [((4, 3), (1, 4), (5, 3)), ((2, 6), (2,), (1, 6)), ((3, 2), (1, 3), (0, 2)),
+                                          ((1, 1), (1, 1), (3, 1)), ((3, 0), (1, 3), (2, 0))]),
+        [
+            ErrorCase("features", [o(4, 3), o(1, 4), o(5, 2)], {}, ValueError, msg("Affine", "(5, 2)")),
+            ErrorCase("bias-size", [o(4, 3), o(1, 3), o(5, 3)], {}, ValueError, msg("Affine", "bias")),
+            ErrorCase("1d-weights", [o(4), o(1, 4), o(5, 4)], {}, ValueError, msg("Affine", "(4,)")),
+        ],
+        large=shaped(["real", "real", "real"], [((257, 131), (1, 257), (67, 131))]),
+    ),
+    OpEntry(
+        vops.LogSoftmax,
+        shaped(["real"], [((3, 4),), ((1, 1),), ((0, 3),), ((5, 1),), ((2, 7),)]),
+        needs_2d("LogSoftmax") + [ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("LogSoftmax", "(3, 0)"))],
+        bools=False,
+        large=shaped(["real"], [((517, 1031),)]),
+    ),
+    OpEntry(
+        vops.LogCELoss,
+        shaped(["real"], [((3, 4),), ((1, 5),), ((0, 4),), ((4, 1),), ((6, 3),)],
+               lambda shapes, rng: {"targets": select_indices(shapes, rng)["indices"]}),
+        [
+            ErrorCase("out-of-range", [o(3, 4)], {"targets": np.array([0, 4, 1])}, IndexError, msg("LogCELoss")),
+            ErrorCase("float-targets", [o(3, 4)], {"targets": np.array([0.0, 1.0, 2.0])}, TypeError,
+                      msg("LogCELoss")),
+            ErrorCase("length", [o(3, 4)], {"targets": np.array([0, 1])}, ValueError, msg("LogCELoss")),
+            ErrorCase("1d-input", [o(4)], {"targets": np.array([0, 1, 2, 3])}, ValueError, msg("LogCELoss", "(4,)")),
+        ],
+    ),
 ]
 
 BY_NAME = {e.name: e for e in TABLE}
+
+# --------------------------------------------------------------------------------------------------
+# The entry points of vgrad._C, one valid call each (tests/test_properties.py, tests/test_memory.py)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CCall:
+    """A valid call vgrad._C.<name>(*args). `op` is the word its error messages must contain; the other
+    fields give the positions of the arguments that are float arrays, integer indices, shapes and ints."""
+
+    op: str
+    args: tuple
+    arrays: tuple
+    indices: tuple = ()
+    shapes: tuple = ()
+    ints: tuple = ()
+
+
+def c_calls():
+    """name -> CCall for every function vgrad._C exports (fresh arrays on each call)."""
+    x, y, go = o(2, 3) * 0.5, o(2, 3) * 2.0, o(2, 3)
+    calls = {
+        "add_forward": CCall("Add", (x, y), (0, 1)),
+        "sub_forward": CCall("Sub", (x, y), (0, 1)),
+        "mul_forward": CCall("Multiply", (x, y), (0, 1)),
+        "div_forward": CCall("Div", (x, y), (0, 1)),
+        "mul_backward": CCall("Multiply", (go, x, y), (0, 1, 2)),
+        "div_backward": CCall("Div", (go, x, y), (0, 1, 2)),
+        "neg_forward": CCall("Sub", (x,), (0,)),
+        "sum_forward": CCall("Sum", (x,), (0,)),
+        "sum_backward": CCall("Sum", (o(), (2, 3)), (0,), shapes=(1,)),
+        "rowsum_forward": CCall("RowSum", (x,), (0,)),
+        "rowsum_backward": CCall("RowSum", (o(2), (2, 3)), (0,), shapes=(1,)),
+        "rowmax_forward": CCall("RowMax", (x,), (0,)),
+        "rowmax_backward": CCall("RowMax", (o(2), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
+        "normalize_forward": CCall("Normalize", (y,), (0,)),
+        "normalize_backward": CCall("Normalize", (go, y, o(2, 1) * 6.0), (0, 1, 2)),
+        "expand_forward": CCall("Expand", (o(1, 3), 0, 2), (0,), ints=(1, 2)),
+        "expand_backward": CCall("Expand", (go, 0), (0,), ints=(1,)),
+        "identity": CCall("Id", (x,), (0,)),
+        "squeeze": CCall("Squeeze", (o(1, 3), 0), (0,), ints=(1,)),
+        "unsqueeze": CCall("Unsqueeze", (x, 0), (0,), ints=(1,)),
+        "select_forward": CCall("Select", (x, np.array([0, 2])), (0,), indices=(1,)),
+        "select_backward": CCall("Select", (o(2), np.array([[0], [2]]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
+        "matmul_forward": CCall("MatrixMultiply", (o(2, 3), o(3, 4)), (0, 1)),
+        "matmul_backward": CCall("MatrixMultiply", (o(2, 4), o(2, 3), o(3, 4)), (0, 1, 2)),
+        "batchmm_forward": CCall("BatchMM", (o(4, 3), o(2, 3)), (0, 1)),
+        "batchmm_backward": CCall("BatchMM", (o(2, 4), o(4, 3), o(2, 3)), (0, 1, 2)),
+    }
+    for name in ("exp", "log", "sigmoid", "relu"):
+        op = {"exp": "Exp", "log": "Log", "sigmoid": "Sigmoid", "relu": "ReLU"}[name]
+        calls[f"{name}_forward"] = CCall(op, (y,), (0,))
+        calls[f"{name}_backward"] = CCall(op, (go, y), (0, 1))
+    return calls
+
+
+def c_entry_points():
+    """The names of the functions vgrad._C exports."""
+    from vgrad import _C
+
+    return sorted(n for n in dir(_C) if not n.startswith("_") and callable(getattr(_C, n)))
+
+
+# Bad arguments, by kind of argument: each must give TypeError naming the op. A function of a valid value.
+BAD_ARRAYS = {
+    "complex": lambda x: x.astype(np.complex128),
+    "complex64": lambda x: x.astype(np.complex64),
+    "object": lambda x: x.astype(object),
+    "str": lambda x: x.astype(str),
+    "bytes": lambda x: x.astype(bytes),
+    "datetime": lambda x: x.astype("datetime64[s]"),
+    "timedelta": lambda x: x.astype("timedelta64[s]"),
+    "structured": lambda x: np.zeros(x.shape, dtype=[("a", "f8"), ("b", "i4")]),
+    "ragged": lambda x: [[1.0], [1.0, 2.0]],
+    "none": lambda x: None,
+    "dict": lambda x: {"a": 1.0},
+    "text": lambda x: "1.0",
+}
+BAD_INDICES = {
+    "float": lambda k: np.asarray(k, dtype=np.float64),
+    "bool": lambda k: np.asarray(k) > 0,
+    "complex": lambda k: np.asarray(k, dtype=np.complex128),
+    "str": lambda k: np.asarray(k).astype(str),
+    "object": lambda k: np.asarray(k).astype(object),
+    "none": lambda k: None,
+    "ragged": lambda k: [[0], [1, 2]],
+}
+BAD_SHAPES = {
+    "none": lambda s: None,
+    "floats": lambda s: tuple(float(v) for v in s),
+    "text": lambda s: "ab",
+    "nested": lambda s: [[v] for v in s],
+    "dict": lambda s: {"a": 1},
+    "float-array": lambda s: np.asarray(s, dtype=np.float64),
+}
+BAD_INTS = {
+    "none": lambda v: None,
+    "float": lambda v: v + 0.5,
+    "text": lambda v: str(v),
+    "bool": lambda v: True,
+    "numpy-float": lambda v: np.float64(v),
+    "array": lambda v: np.array([v, v]),
+}
 
 # --------------------------------------------------------------------------------------------------
 # Shared helpers
@@ -508,6 +643,21 @@ def _readonly(x):
     return y
 
 
+def _unaligned(x):
+    """A writable copy whose data starts one byte past an aligned address (for itemsize > 1)."""
+    if x.dtype.itemsize == 1:
+        return x.copy()
+    buf = np.zeros(x.nbytes + 1, dtype=np.uint8)
+    y = np.frombuffer(buf.data[1:], dtype=x.dtype).reshape(x.shape)  # a view of buf, which it keeps alive
+    y[...] = x
+    return y
+
+
+def _byteswapped(x):
+    """The same values stored in the opposite byte order (its dtype says so: '>f8' on little-endian)."""
+    return x.astype(x.dtype.newbyteorder("S"))
+
+
 LAYOUTS = {
     "fortran": _fortran,
     "transposed": _transposed,
@@ -515,4 +665,8 @@ LAYOUTS = {
     "negative": _negative,
     "readonly": _readonly,
     "zero_stride": _zero_stride,
+    "unaligned": _unaligned,
 }
+# Not in LAYOUTS: ops that return their input or a view of it (Id, Squeeze, Unsqueeze, Add's gradients) keep
+# its byte order, so the dtype checks of the layout tests do not apply. tests/test_properties.py uses it.
+BYTE_SWAPPED = _byteswapped

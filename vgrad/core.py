@@ -388,6 +388,7 @@ class Op:
         :return: one TensorNode, or a list of them if forward() returns a tuple.
         """
         tracked = False
+        untracked = False
         for i, node in enumerate(inputs):
             if not isinstance(node, TensorNode):
                 raise TypeError(f'{cls.__name__}: input {i} is a {type(node).__name__}, but all inputs to an op '
@@ -395,7 +396,14 @@ class Op:
                                 f'dim=... go in keyword arguments)')
             if node.requires_grad:
                 tracked = True
+            else:
+                untracked = True
         context = {}
+        if tracked and untracked:
+            # Tell the op which gradients are wanted, so that its backward may skip the others (as
+            # PyTorch's ctx.needs_input_grad). Ops that don't look still work: their extra gradients are
+            # dropped.
+            context['needs_input_grad'] = tuple(node.requires_grad for node in inputs)
         outputs_raw = cls.forward(context, *[node.value for node in inputs], **kwargs)
         if type(outputs_raw) is not tuple:
             outputs_raw = (outputs_raw,)

@@ -499,10 +499,106 @@ class Unsqueeze(Op):
             return goutput.squeeze(context['dim'])
 
 
+class Affine(Op):
+    """
+    y = x @ w.T + b for a weight matrix w (m, k), a bias b of m elements, and inputs x (n, k): Linear's
+    BatchMM, Expand and Add as one op. It computes the same numbers as that chain with one graph node
+    instead of three. (Build vugrad's chain instead inside `with vg.unfused():`.)
+    """
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, w, b, x):
+        context['w'], context['b'], context['x'] = w, b, x
+        return _C.affine_forward(w, b, x)
+
+    @staticmethod
+    def backward(context, go):
+        needs = context.get('needs_input_grad')
+        return _C.affine_backward(go, context['w'], context['x'], np.shape(context['b']),
+                                  needs is None or needs[2])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, w, b, x):
+            context['w'], context['b'], context['x'] = w, b, x
+            return np.matmul(x, w.T) + np.reshape(b, (1, -1))
+
+        @staticmethod
+        def backward(context, go):
+            w, b, x = context['w'], context['b'], context['x']
+            return np.matmul(go.T, x), go.sum(axis=0).reshape(np.shape(b)), np.matmul(go, w)
+
+
+class LogSoftmax(Op):
+    """
+    The logarithm of the row-wise softmax of a matrix, with the log-sum-exp trick: logsoftmax's ten ops as
+    one. The row maximum is subtracted for stability; it cancels out of the gradient.
+    """
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x):
+        context['y'] = _C.logsoftmax_forward(x)
+        return context['y']
+
+    @staticmethod
+    def backward(context, go):
+        return _C.logsoftmax_backward(go, context['y'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x):
+            diff = x - x.max(axis=1, keepdims=True)
+            context['y'] = diff - np.log(np.exp(diff).sum(axis=1, keepdims=True))
+            return context['y']
+
+        @staticmethod
+        def backward(context, go):
+            # y_ij = x_ij - log sum_k exp(x_ik), so dy_ik/dx_ij = [k == j] - softmax_ij
+            return go - np.exp(context['y']) * go.sum(axis=1, keepdims=True)
+
+
+class LogCELoss(Op):
+    """
+    The cross-entropy loss from log-probabilities: minus the sum over the rows of the log-probability of
+    each row's target class (logceloss's Select, Sum and Multiply by -1 as one op).
+    """
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, logprobs, *, targets):
+        loss = _C.logceloss_forward(logprobs, targets)
+        context['targets'], context['shape'] = targets, np.shape(logprobs)
+        return loss
+
+    @staticmethod
+    def backward(context, go):
+        return _C.logceloss_backward(go, context['targets'], context['shape'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, logprobs, *, targets):
+            context['targets'], context['shape'] = targets, np.shape(logprobs)
+            return np.asarray(-logprobs[np.arange(len(targets)), targets].sum())
+
+        @staticmethod
+        def backward(context, go):
+            targets = context['targets']
+            glp = np.zeros(context['shape'], dtype=go.dtype)
+            glp[np.arange(len(targets)), targets] = -go
+            return glp
+
+
 # The one list of built-in ops; the tests check that each has an entry in their table.
 ALL_OPS = (Add, Sub, Multiply, Div, MatrixMultiply, BatchMM, Log, Exp, Sigmoid, ReLU, Id, Sum, RowSum, RowMax,
-           Normalize, Expand, Select, Squeeze, Unsqueeze)
+           Normalize, Expand, Select, Squeeze, Unsqueeze, Affine, LogSoftmax, LogCELoss)
 
 for _op in ALL_OPS:  # give the references readable names in error messages and reprs
     _op.Reference.__name__ = _op.Reference.__qualname__ = f'{_op.__name__}.Reference'
 del _op
+
+# The CNN toolkit's ops (convolution, pooling, dropout, batch norm, cross-entropy, reshape) live in nn_ops.py.
+from .nn_ops import (NN_OPS, AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask,  # noqa: E402
+                     MaxPooling, Reshape)
+ALL_OPS = ALL_OPS + NN_OPS
