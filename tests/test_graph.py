@@ -15,6 +15,14 @@ from op_table import central_differences, graph_grads, weighted_loss
 DEEP = 100_000
 
 
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def graph_engine(request, monkeypatch):
+    """Every graph test runs twice: with the compiled graph machinery (csrc/graph.c, the default) and with
+    the Python reference in vgrad/core.py that it mirrors."""
+    monkeypatch.setattr(vg.core, "COMPILED_GRAPH", request.param == "compiled")
+    return request.param
+
+
 def node(*values):
     return vg.TensorNode(np.asarray(values, dtype=np.float64))
 
@@ -583,3 +591,53 @@ def test_training_with_forwards_never_cleared(rng):
             np.testing.assert_allclose(p.grad, want, rtol=1e-10, atol=1e-12, err_msg=f"step {step}")
             p.value -= 0.1 * p.grad
         loss.zero_grad()
+
+
+def _traced_graph(trace):
+    """A graph with diamonds, an input used twice by one op and a two-output op, whose Python ops record
+    the order in which their backward runs."""
+
+    class Trace(vg.Op):
+        @staticmethod
+        def forward(context, x, *, label):
+            context["label"] = label
+            return x
+
+        @staticmethod
+        def backward(context, go):
+            trace.append(context["label"])
+            return go
+
+    class Split(vg.Op):
+        @staticmethod
+        def forward(context, x):
+            return x * 1.0, x * 2.0
+
+        @staticmethod
+        def backward(context, ga, gb):
+            trace.append("split")
+            return ga + 2.0 * gb
+
+    a = vg.TensorNode(np.array([1.0, 2.0]))
+    b = Trace.do_forward(a, label="b")
+    c1, c2 = Trace.do_forward(b, label="c1"), Trace.do_forward(b, label="c2")
+    d = Trace.do_forward(c1 * c2, label="d")
+    s1, s2 = Split.do_forward(d)
+    e = Trace.do_forward(s1 + s2 + a, label="e")
+    return a, [b, c1, c2, d, s1, s2, e], vg.Sum.do_forward(e * e)
+
+
+def test_compiled_and_python_engines_agree_on_order_visits_and_grads():
+    results = {}
+    for compiled in (True, False):
+        vg.core.COMPILED_GRAPH = compiled
+        trace = []
+        a, nodes, loss = _traced_graph(trace)
+        loss.backward()
+        results[compiled] = (trace, [n.visits for n in nodes] + [loss.visits, a.visits],
+                             [n.source.visits for n in nodes], a.grad.copy(), [n.numparents for n in nodes])
+    compiled, python = results[True], results[False]
+    assert compiled[0] == python[0] and len(python[0]) == 6
+    assert compiled[1:3] == python[1:3]
+    np.testing.assert_array_equal(compiled[3], python[3])
+    assert compiled[4] == python[4]

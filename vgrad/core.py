@@ -29,7 +29,16 @@ import threading
 
 import numpy as np
 
+from . import _C
+
 _FLOAT64 = np.dtype(np.float64)
+
+# The graph machinery in this file (Op.do_forward, _backpropagate, _zero_grad, _clear) is the algorithm,
+# written to be read. csrc/graph.c has a compiled twin of each that takes exactly the same steps in the same
+# order; it is used when this is True, because for the small tensors of the course's networks the
+# interpreter's cost per step is most of the time. Set it to False to run (or step through) the Python
+# versions; the tests run both.
+COMPILED_GRAPH = True
 
 
 def grad_dtype(value):
@@ -134,8 +143,12 @@ class TensorNode:
         if not self.requires_grad:
             raise ValueError('backward(): this node was computed without a graph (inside vg.no_grad(), or '
                              'from inputs that all have requires_grad=False), so there is nothing to backpropagate')
-        self.grad = np.ones_like(self.value, dtype=grad_dtype(self.value))
-        _backpropagate(self)
+        self.grad = grad = np.empty(self.value.shape, dtype=grad_dtype(self.value))
+        grad.fill(1.0)  # d loss / d loss (np.ones takes several times as long for one number)
+        if COMPILED_GRAPH:
+            _C.backpropagate(self)
+        else:
+            _backpropagate(self)
 
     def zero_grad(self):
         """
@@ -143,13 +156,10 @@ class TensorNode:
         their gradient array, filled with zeros; the gradients of intermediate nodes are dropped (they read
         as zeros), which saves filling arrays that clear() is about to discard.
         """
-        for node in _nodes_below(self):
-            grad = node._grad
-            if grad is not None:
-                if node.source is None:
-                    grad.fill(0.0)
-                else:
-                    node._grad = None
+        if COMPILED_GRAPH:
+            _C.zero_grad(self)
+        else:
+            _zero_grad(self)
 
     def clear(self):
         """
@@ -157,13 +167,10 @@ class TensorNode:
         nothing keeps the graph alive and the garbage collector can free it. Nodes that are still
         referenced elsewhere (a module's parameters) survive, with their values and gradients.
         """
-        for node in _nodes_below(self):
-            source = node.source
-            if source is not None:
-                source.inputs = None
-                source.outputs = None
-                node.source = None
-            node.visits = node.numparents = 0
+        if COMPILED_GRAPH:
+            _C.clear_graph(self)
+        else:
+            _clear(self)
 
     # Operators, so that TensorNodes can be combined as numbers are. A Python number on either side is
     # wrapped in a node of the same shape and float dtype as the other operand.
@@ -253,6 +260,28 @@ def _nodes_below(top):
                     seen.add(parent)
                     stack.append(parent)
     return found
+
+
+def _zero_grad(top):
+    """TensorNode.zero_grad: leaves keep their gradient array, zeroed; intermediate nodes drop theirs."""
+    for node in _nodes_below(top):
+        grad = node._grad
+        if grad is not None:
+            if node.source is None:
+                grad.fill(0.0)
+            else:
+                node._grad = None
+
+
+def _clear(top):
+    """TensorNode.clear: cut every link of the graph below `top` and reset the traversal counters."""
+    for node in _nodes_below(top):
+        source = node.source
+        if source is not None:
+            source.inputs = None
+            source.outputs = None
+            node.source = None
+        node.visits = node.numparents = 0
 
 
 def _backpropagate(loss):
@@ -387,43 +416,48 @@ class Op:
 
         :return: one TensorNode, or a list of them if forward() returns a tuple.
         """
-        tracked = False
-        untracked = False
-        for i, node in enumerate(inputs):
+        if COMPILED_GRAPH:
+            return _C.do_forward(cls, inputs, kwargs)
+        # (Plain loops and explicit single-input/-output cases below, not comprehensions: in Python 3.11 a
+        #  comprehension creates a function object on every call, and this runs for every op.)
+        tracked = untracked = False
+        values = []
+        for node in inputs:
             if not isinstance(node, TensorNode):
-                raise TypeError(f'{cls.__name__}: input {i} is a {type(node).__name__}, but all inputs to an op '
-                                f'must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such as '
-                                f'dim=... go in keyword arguments)')
+                raise TypeError(f'{cls.__name__}: input {len(values)} is a {type(node).__name__}, but all inputs to '
+                                f'an op must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such '
+                                f'as dim=... go in keyword arguments)')
             if node.requires_grad:
                 tracked = True
             else:
                 untracked = True
+            values.append(node.value)
         context = {}
         if tracked and untracked:
             # Tell the op which gradients are wanted, so that its backward may skip the others (as
             # PyTorch's ctx.needs_input_grad). Ops that don't look still work: their extra gradients are
             # dropped.
             context['needs_input_grad'] = tuple(node.requires_grad for node in inputs)
-        outputs_raw = cls.forward(context, *[node.value for node in inputs], **kwargs)
-        if type(outputs_raw) is not tuple:
-            outputs_raw = (outputs_raw,)
+        outputs_raw = cls.forward(context, *values, **kwargs) if kwargs else cls.forward(context, *values)
 
         if not (tracked and _grad_mode.enabled):
             # No gradient wanted (vg.no_grad(), or no input requires one): the outputs are plain values.
-            outputs = [TensorNode(output, requires_grad=False) for output in outputs_raw]
-            return outputs[0] if len(outputs) == 1 else outputs
+            if type(outputs_raw) is not tuple:
+                return TensorNode(outputs_raw, requires_grad=False)
+            return [TensorNode(output, requires_grad=False) for output in outputs_raw]
 
         # Count the parents only once forward has succeeded, so a failed op leaves the graph untouched.
         for node in inputs:
             node.numparents += 1
 
         opnode = OpNode(cls, context, inputs)
+        if type(outputs_raw) is not tuple:  # one output, the usual case
+            output = TensorNode(outputs_raw, opnode)
+            opnode.outputs = [output]
+            return output
         outputs = [TensorNode(output, opnode) for output in outputs_raw]
         opnode.outputs = outputs
-
-        if len(outputs) == 1:
-            return outputs[0]
-        return outputs
+        return outputs if len(outputs) > 1 else outputs[0]
 
     @staticmethod
     def forward(context, *inputs, **kwargs):
@@ -534,6 +568,9 @@ def _parameters_in(value):
         return [node for item in value.values() for node in _parameters_in(item)]
     return []
 
+
+# The compiled twins read and write the nodes' slots directly; tell them where they are.
+_C.register_node_types(TensorNode, OpNode, _grad_mode)
 
 # Add, Sub, Multiply, Div and MatrixMultiply live in ops.py with the other ops; vugrad defined the first
 # four here, so they are imported back to keep `from vugrad.core import Add` working. The import is at the
