@@ -628,7 +628,8 @@ VG_BOUNDARY(backpropagate)
         (stack = PyList_New(0)) == NULL || PyList_Append(stack, loss) < 0)
         goto done;
 
-    /* Pass 1: count, below the loss, the op inputs each node is given to and the outputs of each op. */
+    /* Pass 1: count, below the loss, the op inputs each node is given to and the outputs of each op, and
+       forget the intermediate nodes' old gradients. */
     while (PyList_GET_SIZE(stack) > 0) {
         Py_ssize_t last = PyList_GET_SIZE(stack) - 1;
         PyObject *node = PyList_GET_ITEM(stack, last);
@@ -644,6 +645,8 @@ VG_BOUNDARY(backpropagate)
                 int wanted = check_node(st, parent) < 0 ? -1 : requires_grad(st, parent);
                 Py_ssize_t c = wanted <= 0 ? 0 : count_add(waiting_parents, parent, 1);
                 failed = wanted < 0 || c < 0 || (c == 1 && PyList_Append(stack, parent) < 0);
+                if (!failed && c == 1 && source_of(st, parent) != NULL) /* intermediate: start afresh */
+                    set_slot(parent, st->t_grad, Py_None);
             }
         }
         Py_DECREF(node);
@@ -738,39 +741,13 @@ VG_BOUNDARY(zero_grad)
     graph_state *st = state_of(module);
     if (vg_check_nargs("zero_grad", nargs, 1) < 0 || !registered(st))
         return NULL;
-    PyObject *nodes = nodes_below(st, args[0]), *zero = PyFloat_FromDouble(0.0);
-    if (nodes == NULL || zero == NULL)
-        goto fail;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(nodes); i++) {
-        PyObject *node = PyList_GET_ITEM(nodes, i), *grad = SLOT(node, st->t_grad);
-        if (grad == NULL || grad == Py_None)
-            continue;
-        PyObject *source = SLOT(node, st->t_source);
-        if (source != NULL && source != Py_None) { /* an intermediate node: drop it (it reads as zeros) */
-            set_slot(node, st->t_grad, Py_None);
-            continue;
-        }
-        /* a leaf: keep its array, filled with zeros */
-        Py_INCREF(grad);
-        int rc;
-        if (PyArray_Check(grad))
-            rc = PyArray_FillWithScalar((PyArrayObject *)grad, zero);
-        else {
-            PyObject *r = PyObject_CallMethod(grad, "fill", "O", zero);
-            rc = r == NULL ? -1 : 0;
-            Py_XDECREF(r);
-        }
-        Py_DECREF(grad);
-        if (rc < 0)
-            goto fail;
-    }
-    Py_DECREF(zero);
+    PyObject *nodes = nodes_below(st, args[0]);
+    if (nodes == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(nodes); i++) /* drop every gradient: it reads as zeros */
+        set_slot(PyList_GET_ITEM(nodes, i), st->t_grad, Py_None);
     Py_DECREF(nodes);
     Py_RETURN_NONE;
-fail:
-    Py_XDECREF(zero);
-    Py_XDECREF(nodes);
-    return NULL;
 }
 
 VG_BOUNDARY(clear_graph)

@@ -131,9 +131,10 @@ class TensorNode:
         Backpropagate from this node, which must hold a single number (the loss). Afterwards every node
         below it holds in .grad the derivative of this node with respect to its value.
 
-        Gradients are added to what is already in .grad, so call zero_grad() between steps. Calling
-        backward() twice on one graph adds the gradients twice. After clear() the graph below is gone, and
-        backward() only sets this node's own gradient. `start` is accepted for compatibility with vugrad,
+        The gradients of leaves (parameters and inputs: nodes no op produced) are added to what is already in
+        their .grad, so call zero_grad() between steps; calling backward() twice on one graph adds them twice.
+        The gradients of intermediate nodes are recomputed by each backward() (as in PyTorch). After clear()
+        the graph below is gone, and backward() only sets this node's own gradient. `start` is accepted for compatibility with vugrad,
         where backward(start=False) was the internal recursive call; it has no effect.
         """
         if self.value.size != 1:
@@ -152,9 +153,10 @@ class TensorNode:
 
     def zero_grad(self):
         """
-        Set the gradient to zero for this node and every node below it. Leaves (parameters and inputs) keep
-        their gradient array, filled with zeros; the gradients of intermediate nodes are dropped (they read
-        as zeros), which saves filling arrays that clear() is about to discard.
+        Set the gradient to zero for this node and every node below it. The gradient arrays are dropped
+        rather than filled with zeros: .grad reads as zeros until the next backward(), which then stores its
+        result directly instead of adding it to zeros (PyTorch's zero_grad(set_to_none=True) does the same).
+        Keep no reference to an old .grad array across zero_grad() if you expect it to change.
         """
         if COMPILED_GRAPH:
             _C.zero_grad(self)
@@ -263,14 +265,9 @@ def _nodes_below(top):
 
 
 def _zero_grad(top):
-    """TensorNode.zero_grad: leaves keep their gradient array, zeroed; intermediate nodes drop theirs."""
+    """TensorNode.zero_grad: every node below `top` drops its gradient (it reads as zeros)."""
     for node in _nodes_below(top):
-        grad = node._grad
-        if grad is not None:
-            if node.source is None:
-                grad.fill(0.0)
-            else:
-                node._grad = None
+        node._grad = None
 
 
 def _clear(top):
@@ -297,7 +294,8 @@ def _backpropagate(loss):
     left out: no gradient flows into or through them.
     """
     # Pass 1: for every node below the loss, count the op inputs (below the loss) it is given to; for every
-    # op, count its outputs that are part of the graph below the loss.
+    # op, count its outputs that are part of the graph below the loss. Forget the intermediate nodes' old
+    # gradients on the way.
     waiting_parents = {}
     waiting_outputs = {}
     stack = [loss]
@@ -316,6 +314,8 @@ def _backpropagate(loss):
                 waiting_parents[parent] = count + 1
                 if count == 0:
                     stack.append(parent)
+                    if parent.source is not None:
+                        parent._grad = None  # intermediate gradients start afresh; leaves accumulate
 
     # Pass 2: vugrad's visiting logic. A visit to a node counts down its waiting parents; the last one is
     # a visit to its source op, which counts down the op's waiting outputs; the last of those runs the op's
