@@ -19,12 +19,12 @@
 
 /* ---- kernels ------------------------------------------------------------------------------------- */
 
+/* exp and sigmoid compute their exponentials with vg_exp (vexp.c), which vectorises: see their forward
+   kernels below the tables. Their gradients are in EXP_GRADS. */
 #define UNARY_OPS(X)                                    \
     X(neg,     -x,                  -go)                \
-    X(exp,     exp(x),              go * s)             \
     X(log,     log(x),              go / s)             \
-    X(sigmoid, 1 / (1 + exp(-x)),   go * s * (1 - s))   \
-    X(relu,    x < 0 ? 0 : x,       s > 0 ? go : 0)
+    X(relu,    (x > 0 || x != x) ? x : 0, s > 0 ? go : 0) /* NaN stays NaN, -0 gives +0 (as np.maximum) */
 
 #define BINARY_OPS(X)   \
     X(add, a + b)       \
@@ -36,11 +36,17 @@
     X(mul, go * b, go * a)                  \
     X(div, go / b, -go * a / (b * b))
 
+#define EXP_GRADS(X)                        \
+    X(exp,     go * s)             /* y = e^x, s = y */            \
+    X(sigmoid, go * s * (1 - s))   /* y = 1 / (1 + e^-x), s = y */
+
 #define DEFINE_UNARY(name, fwd, bwd)                                                                    \
     static inline void name##_forward_kernel_f32(float *restrict y, const float *restrict xs, npy_intp n) \
     { DEFINE_UNARY_LOOP(float, fwd) }                                                                   \
     static inline void name##_forward_kernel_f64(double *restrict y, const double *restrict xs, npy_intp n) \
     { DEFINE_UNARY_LOOP(double, fwd) }                                                                  \
+    DEFINE_UNARY_GRAD(name, bwd)
+#define DEFINE_UNARY_GRAD(name, bwd)                                                                    \
     static inline void name##_backward_kernel_f32(float *restrict gx, const float *gos, const float *ss, \
                                                   npy_intp n)                                           \
     { DEFINE_UNARY_GRAD_LOOP(float, bwd) }                                                              \
@@ -52,6 +58,20 @@
 #define DEFINE_UNARY_GRAD_LOOP(T, bwd) \
     for (npy_intp i = 0; i < n; i++) { const T go = gos[i], s = ss[i]; (void)s; gx[i] = (bwd); }
 UNARY_OPS(DEFINE_UNARY)
+EXP_GRADS(DEFINE_UNARY_GRAD)
+
+#define DEFINE_EXP_FORWARDS(T, S)                                                                       \
+    static void exp_forward_kernel_##S(T *restrict y, const T *restrict x, npy_intp n)                 \
+    {                                                                                                   \
+        vg_exp_##S(y, x, n, 1, 0);                                                                      \
+    }                                                                                                   \
+    static void sigmoid_forward_kernel_##S(T *restrict y, const T *restrict x, npy_intp n)             \
+    {                                                                                                   \
+        vg_exp_##S(y, x, n, -1, 0); /* y = e^-x */                                                      \
+        for (npy_intp i = 0; i < n; i++)                                                                \
+            y[i] = 1 / (1 + y[i]);                                                                      \
+    }
+VG_INSTANTIATE(DEFINE_EXP_FORWARDS)
 
 #define DEFINE_BINARY(name, fwd)                                                                        \
     static inline void name##_forward_kernel_f32(float *restrict y, const float *as, const float *bs,  \

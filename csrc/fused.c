@@ -33,8 +33,7 @@
             for (npy_intp j = 1; j < cols && m == m; j++)                                               \
                 if (!(xi[j] <= m)) /* larger, or NaN: as RowMax */                                      \
                     m = xi[j];                                                                          \
-            for (npy_intp j = 0; j < cols; j++)                                                         \
-                yi[j] = exp(xi[j] - m);                                                                 \
+            vg_exp_##S(yi, xi, cols, 1, -m); /* exp(x - m) */                                           \
             const T lse = log(vg_pairwise_sum_##S(yi, cols));                                           \
             for (npy_intp j = 0; j < cols; j++)                                                         \
                 yi[j] = (xi[j] - m) - lse;                                                              \
@@ -45,9 +44,11 @@
     {                                                                                                   \
         for (npy_intp i = 0; i < rows; i++) {                                                           \
             const T *goi = go + i * cols, *yi = y + i * cols;                                           \
+            T *g = gx + i * cols;                                                                       \
             const T total = vg_pairwise_sum_##S(goi, cols);                                             \
+            vg_exp_##S(g, yi, cols, 1, 0); /* the softmax, exp(y) */                                    \
             for (npy_intp j = 0; j < cols; j++)                                                         \
-                gx[i * cols + j] = goi[j] - exp(yi[j]) * total;                                         \
+                g[j] = goi[j] - g[j] * total;                                                           \
         }                                                                                               \
     }                                                                                                   \
     /* scratch: rows values, for the pairwise sum of the selected log-probabilities */                  \

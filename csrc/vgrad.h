@@ -110,6 +110,12 @@ PyObject *vg_product(PyArrayObject *a, int transpose_a, PyArrayObject *b, int tr
    NULL with TypeError/ValueError/IndexError naming the op otherwise. */
 PyArrayObject *vg_row_indices(const char *op, PyObject *obj, npy_intp rows, npy_intp cols);
 
+/* ---- exp over arrays (vexp.c) --------------------------------------------------------------------- */
+
+/* y[i] = exp(scale * x[i] + offset), vectorised, within 1 ulp of libm's exp; y and x must not overlap. */
+void vg_exp_f32(float *restrict y, const float *restrict x, npy_intp n, float scale, float offset);
+void vg_exp_f64(double *restrict y, const double *restrict x, npy_intp n, double scale, double offset);
+
 /* ---- shared kernels (reduce.c, shape.c) ------------------------------------------------------------------- */
 
 /* Pairwise sum of n contiguous elements: rounding error grows with log(n), not n (as NumPy's sum). */
