@@ -198,8 +198,14 @@ int vg_parse_int(const char *op, const char *what, PyObject *obj, Py_ssize_t *va
     }
     Py_ssize_t v = PyNumber_AsSsize_t(obj, PyExc_OverflowError);
     if (v == -1 && PyErr_Occurred()) {
+        /* Too large is a bad value; anything else (an array of several ints has __index__ but fails) is
+           the wrong type. */
+        int overflow = PyErr_ExceptionMatches(PyExc_OverflowError);
         PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "%s: %s=%R is out of range", op, what, obj);
+        if (overflow)
+            PyErr_Format(PyExc_ValueError, "%s: %s=%R is out of range", op, what, obj);
+        else
+            PyErr_Format(PyExc_TypeError, "%s: %s must be an int, got %s", op, what, Py_TYPE(obj)->tp_name);
         return -1;
     }
     *value = v;

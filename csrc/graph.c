@@ -288,7 +288,7 @@ VG_BOUNDARY(do_forward)
         PyObject *node = PyTuple_GET_ITEM(inputs, i);
         if (!is_node(st, node)) {
             PyErr_Format(PyExc_TypeError,
-                         "%s: input %zd is a %s, but all inputs to an op must be TensorNodes (wrap arrays with "
+                         "%s: input %zd has type %s, but all inputs to an op must be TensorNodes (wrap arrays with "
                          "vg.TensorNode(array); constants such as dim=... go in keyword arguments)",
                          name, i, Py_TYPE(node)->tp_name);
             goto done;
@@ -419,6 +419,12 @@ static int accumulate(graph_state *st, PyObject *opcls, Py_ssize_t index, PyObje
     PyObject *value_obj = need_slot(node, st->t_value, "value");
     if (value_obj == NULL)
         return -1;
+    if (!PyArray_Check(grad_obj) && !PyArray_IsScalar(grad_obj, Generic) && !PyNumber_Check(grad_obj) &&
+        !PyList_Check(grad_obj)) {
+        PyErr_Format(PyExc_TypeError, "%s.backward returned a %s for input %zd, not an array",
+                     ((PyTypeObject *)opcls)->tp_name, Py_TYPE(grad_obj)->tp_name, index);
+        return -1;
+    }
     PyArrayObject *grad = (PyArrayObject *)PyArray_FROM_O(grad_obj);
     PyArrayObject *value = (PyArrayObject *)PyArray_FROM_O(value_obj);
     if (grad == NULL || value == NULL)
@@ -524,6 +530,12 @@ static int run_backward(graph_state *st, PyObject *opnode, PyObject *inputs)
         (result = PyObject_Vectorcall(backward, argv, (size_t)nout + 1, NULL)) == NULL)
         goto done;
 
+    if (result == Py_None) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s.backward returned None: did you forget `return`? (To say that no gradient flows to an "
+                     "input, put None for it in a tuple, one entry per input.)", ((PyTypeObject *)opcls)->tp_name);
+        goto done;
+    }
     if (PyTuple_CheckExact(result))
         ginputs = (Py_INCREF(result), result);
     else if (PyList_Check(result))
@@ -534,9 +546,11 @@ static int run_backward(graph_state *st, PyObject *opnode, PyObject *inputs)
         goto done;
     Py_ssize_t nin = PyTuple_GET_SIZE(inputs);
     if (PyTuple_GET_SIZE(ginputs) != nin) {
+        Py_ssize_t ngrad = PyTuple_GET_SIZE(ginputs);
         PyErr_Format(PyExc_ValueError,
-                     "%s.backward returned %zd gradients, but the op has %zd inputs: return one gradient per "
-                     "input, in order", ((PyTypeObject *)opcls)->tp_name, PyTuple_GET_SIZE(ginputs), nin);
+                     "%s.backward returned %zd gradient%s, but the op has %zd input%s: return one gradient per "
+                     "input, in order", ((PyTypeObject *)opcls)->tp_name, ngrad, ngrad == 1 ? "" : "s", nin,
+                     nin == 1 ? "" : "s");
         goto done;
     }
     PyObject *fresh_obj = PyObject_GetAttr(opcls, st->fresh);

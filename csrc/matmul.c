@@ -14,7 +14,17 @@ PyObject *vg_product(PyArrayObject *a, int transpose_a, PyArrayObject *b, int tr
 {
     PyObject *lhs = transpose_a ? PyArray_Transpose(a, NULL) : (Py_INCREF(a), (PyObject *)a);
     PyObject *rhs = transpose_b ? PyArray_Transpose(b, NULL) : (Py_INCREF(b), (PyObject *)b);
-    PyObject *c = (lhs && rhs) ? PyArray_MatrixProduct2(lhs, rhs, NULL) : NULL;
+    PyObject *c = NULL;
+    if (lhs && rhs) {
+        /* np.dot treats a 1 x 1 operand as a scalar and calls BLAS axpy, which does nothing when that scalar
+           is 0: 0 * inf and 0 * NaN would come out 0 instead of NaN. np.matmul (the reference) has no such
+           shortcut, so those products go through it. */
+        npy_intp size_a = PyArray_SIZE(a), size_b = PyArray_SIZE(b);
+        if ((size_a == 1) != (size_b == 1))
+            c = PyNumber_MatrixMultiply(lhs, rhs);
+        else
+            c = PyArray_MatrixProduct2(lhs, rhs, NULL);
+    }
     Py_XDECREF(lhs);
     Py_XDECREF(rhs);
     return c;

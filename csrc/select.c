@@ -56,14 +56,16 @@ VG_BOUNDARY(select_forward)
         return NULL;
     if (vg_check_ndim("Select", "the input", x, 2) < 0)
         goto done;
-    int index_ndim = PyArray_Check(args[1]) ? PyArray_NDIM((PyArrayObject *)args[1]) : 1;
-    if (index_ndim != 1) {
+    npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
+    if ((idx = vg_row_indices("Select", args[1], rows, cols)) == NULL)
+        goto done;
+    /* Judged after conversion, so that a nested list is refused as the 2-D array it makes. */
+    if (PyArray_NDIM(idx) != 1) {
         PyErr_Format(PyExc_ValueError, "Select: indices must be a vector with one index per row, got %d dimensions",
-                     index_ndim);
+                     PyArray_NDIM(idx));
         goto done;
     }
-    npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
-    if ((idx = vg_row_indices("Select", args[1], rows, cols)) == NULL || (y = vg_empty("Select", 1, &rows, t)) == NULL)
+    if ((y = vg_empty("Select", 1, &rows, t)) == NULL)
         goto done;
     VG_CALL(t, select_forward, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(idx), rows, cols);
 done:

@@ -31,7 +31,7 @@ VG_SIMD_CLONES static void exp_core_f64(double *restrict y, const double *restri
 {
     const double inv_ln2 = 0x1.71547652b82fep0, ln2_hi = 0x1.62e42fefa3800p-1, ln2_lo = 0x1.ef35793c76730p-45;
     const double shift = 0x1.8p52; /* adding it rounds to an integer, left in the low mantissa bits */
-    int64_t shift_bits;
+    uint64_t shift_bits; /* bit patterns are handled as unsigned: NaN inputs make garbage, never overflow */
     memcpy(&shift_bits, &shift, sizeof shift_bits);
     for (npy_intp i = 0; i < n; i++) {
         double v = scale * x[i] + offset;
@@ -52,9 +52,9 @@ VG_SIMD_CLONES static void exp_core_f64(double *restrict y, const double *restri
         p = p * r + 1.0 / 6.0;
         p = p * r + 0.5;
         p = p * r * r + r; /* exp(r) - 1 */
-        int64_t k_bits;
+        uint64_t k_bits;
         memcpy(&k_bits, &kd, sizeof k_bits);
-        int64_t scale_bits = (k_bits - shift_bits + 1023) << 52; /* 2^k */
+        uint64_t scale_bits = (k_bits - shift_bits + 1023) << 52; /* 2^k */
         double two_k;
         memcpy(&two_k, &scale_bits, sizeof two_k);
         y[i] = two_k + two_k * p;
@@ -66,7 +66,7 @@ VG_SIMD_CLONES static void exp_core_f32(float *restrict y, const float *restrict
 {
     const float inv_ln2 = 0x1.715476p0f, ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
     const float shift = 0x1.8p23f;
-    int32_t shift_bits;
+    uint32_t shift_bits;
     memcpy(&shift_bits, &shift, sizeof shift_bits);
     for (npy_intp i = 0; i < n; i++) {
         float v = scale * x[i] + offset;
@@ -82,9 +82,9 @@ VG_SIMD_CLONES static void exp_core_f32(float *restrict y, const float *restrict
         p = p * r + 1.0f / 6.0f;
         p = p * r + 0.5f;
         p = p * r * r + r;
-        int32_t k_bits;
+        uint32_t k_bits;
         memcpy(&k_bits, &kd, sizeof k_bits);
-        int32_t scale_bits = (k_bits - shift_bits + 127) << 23;
+        uint32_t scale_bits = (k_bits - shift_bits + 127) << 23;
         float two_k;
         memcpy(&two_k, &scale_bits, sizeof two_k);
         y[i] = two_k + two_k * p;

@@ -406,6 +406,175 @@ TABLE = [
     ),
 ]
 
+# --------------------------------------------------------------------------------------------------
+# The CNN toolkit (vgrad/nn_ops.py): each sample maker returns Samples with per-sample kwargs
+# --------------------------------------------------------------------------------------------------
+
+
+def _made(cases):
+    """A sample maker from cases [(domains, shapes, kwargs or a function rng -> kwargs)]."""
+
+    def make(dtype, rng):
+        out = []
+        for domains, shapes, kw in cases:
+            inputs = [values(d, s, dtype, rng) for d, s in zip(domains, shapes)]
+            out.append(Sample(inputs, kw(rng) if callable(kw) else dict(kw)))
+        return out
+
+    return make
+
+
+R2, R3 = ["real"] * 2, ["real"] * 3
+# the first sample has no bias, so that replacing its last input (w) by a bad value must fail
+CONV_SAMPLES = _made([
+    (R2, [(2, 3, 5, 5), (4, 3, 3, 3)], {}),
+    (R3, [(1, 2, 6, 5), (3, 2, 3, 2), (3,)], {"stride": 2, "padding": 1}),
+    (R3, [(2, 1, 4, 5), (2, 1, 2, 2), (2,)], {"stride": (1, 2), "padding": (0, 1)}),
+    (R3, [(0, 2, 4, 4), (3, 2, 3, 3), (3,)], {}),
+    (R3, [(1, 1, 3, 3), (1, 1, 3, 3), (1,)], {"padding": 2, "stride": 3}),
+    (R3, [(1, 1, 4, 4), (1, 1, 2, 2), (1,)], {"stride": 1}),
+    (R3, [(2, 0, 3, 3), (2, 0, 2, 2), (2,)], {}),
+])
+POOL_SAMPLES = _made([
+    (["real"], [(2, 3, 6, 6)], {"kernel_size": 2}),
+    (["real"], [(1, 2, 7, 5)], {"kernel_size": 3, "stride": 2}),
+    (["real"], [(1, 1, 5, 6)], {"kernel_size": (2, 3), "stride": (1, 2)}),
+    (["real"], [(0, 2, 4, 4)], {"kernel_size": 2}),
+    (["real"], [(1, 1, 4, 4)], {"kernel_size": 2, "stride": 1}),
+])
+
+
+def pool_errors(name):
+    return [
+        ErrorCase("zero-kernel", [o(1, 1, 4, 4)], {"kernel_size": 0}, ValueError, msg(name, "kernel_size")),
+        ErrorCase("3d", [o(1, 4, 4)], {"kernel_size": 2}, ValueError, msg(name, "(1, 4, 4)")),
+        ErrorCase("too-big", [o(1, 1, 2, 2)], {"kernel_size": 3}, ValueError, msg(name, "window")),
+        ErrorCase("float-kernel", [o(1, 1, 4, 4)], {"kernel_size": 2.0}, TypeError, msg(name, "kernel_size")),
+        ErrorCase("zero-stride", [o(1, 1, 4, 4)], {"kernel_size": 2, "stride": 0}, ValueError, msg(name, "stride")),
+    ]
+
+
+def _keep(shape, p):
+    return lambda rng: {"mask": rng.random(shape) >= p, "p": p}
+
+
+def _running(c):
+    return lambda rng: {"running_mean": rng.standard_normal(c), "running_var": rng.uniform(0.5, 2.0, c)}
+
+
+def _targets(n, c, reduction="mean"):
+    return lambda rng: {"targets": rng.integers(0, c, n), "reduction": reduction}
+
+
+TABLE += [
+    OpEntry(
+        vops.Convolution,
+        CONV_SAMPLES,
+        [
+            ErrorCase("channels", [o(1, 3, 5, 5), o(2, 2, 3, 3)], {}, ValueError,
+                      msg("Convolution", "(1, 3, 5, 5)", "(2, 2, 3, 3)")),
+            ErrorCase("3d-input", [o(3, 5, 5), o(2, 3, 3, 3)], {}, ValueError, msg("Convolution", "(3, 5, 5)")),
+            ErrorCase("2d-filters", [o(1, 3, 5, 5), o(2, 3)], {}, ValueError, msg("Convolution", "(2, 3)")),
+            ErrorCase("too-big", [o(1, 1, 2, 2), o(1, 1, 3, 3)], {}, ValueError, msg("Convolution", "window")),
+            ErrorCase("bias-shape", [o(1, 1, 4, 4), o(2, 1, 3, 3), o(3)], {}, ValueError,
+                      msg("Convolution", "bias", "(3,)")),
+            ErrorCase("zero-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 0}, ValueError,
+                      msg("Convolution", "stride")),
+            ErrorCase("negative-padding", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"padding": -1}, ValueError,
+                      msg("Convolution", "padding")),
+            ErrorCase("float-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 1.5}, TypeError,
+                      msg("Convolution", "stride")),
+            ErrorCase("triple-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": (1, 1, 1)}, ValueError,
+                      msg("Convolution", "stride")),
+        ],
+        large=_made([(R3, [(8, 3, 32, 32), (6, 3, 5, 5), (6,)], {"padding": 1})]),
+    ),
+    OpEntry(vops.MaxPooling, POOL_SAMPLES, pool_errors("MaxPooling"),
+            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 2})])),
+    OpEntry(vops.AvgPooling, POOL_SAMPLES, pool_errors("AvgPooling"),
+            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 3, "stride": 1})])),
+    OpEntry(
+        vops.DropoutMask,
+        _made([
+            (["real"], [(3, 4)], _keep((3, 4), 0.3)),
+            (["real"], [(2, 3, 4, 5)], _keep((2, 3, 4, 5), 0.5)),
+            (["real"], [()], _keep((), 0.5)),
+            (["real"], [(0, 3)], _keep((0, 3), 0.1)),
+            (["real"], [(4, 2)], _keep((4, 2), 1.0)),
+            (["real"], [(4, 2)], _keep((4, 2), 0.0)),
+        ]),
+        [
+            ErrorCase("mask-shape", [o(3, 4)], {"mask": np.ones((4, 3), dtype=bool), "p": 0.5}, ValueError,
+                      msg("DropoutMask", "(3, 4)", "(4, 3)")),
+            ErrorCase("p-range", [o(3, 4)], {"mask": np.ones((3, 4), dtype=bool), "p": 1.5}, ValueError,
+                      msg("DropoutMask", "p")),
+            ErrorCase("p-type", [o(3, 4)], {"mask": np.ones((3, 4), dtype=bool), "p": "half"}, TypeError,
+                      msg("DropoutMask", "p")),
+        ],
+        large=_made([(["real"], [BIG], _keep(BIG, 0.4))]),
+    ),
+    OpEntry(
+        vops.BatchNormalization,
+        _made([
+            (R3, [(6, 3), (3,), (3,)], {}),
+            (R3, [(4, 3, 5, 2), (3,), (3,)], {"eps": 1e-3}),
+            (R3, [(5, 2), (2,), (2,)], _running(2)),
+            (R3, [(2, 3, 4, 4), (3,), (3,)], _running(3)),
+            (R3, [(3, 2), (2,), (2,)], {}),
+            (R3, [(2, 2, 3), (2,), (2,)], {}),
+        ]),
+        [
+            ErrorCase("gamma-shape", [o(4, 3), o(2), o(3)], {}, ValueError, msg("BatchNormalization", "(2,)")),
+            ErrorCase("1d-input", [o(4), o(4), o(4)], {}, ValueError, msg("BatchNormalization", "(4,)")),
+            ErrorCase("one-value", [o(1, 3), o(3), o(3)], {}, ValueError, msg("BatchNormalization", "(1, 3)")),
+            ErrorCase("half-running", [o(4, 3), o(3), o(3)], {"running_mean": z(3)}, TypeError,
+                      msg("BatchNormalization", "running")),
+            ErrorCase("running-shape", [o(4, 3), o(3), o(3)], {"running_mean": z(2), "running_var": o(2)},
+                      ValueError, msg("BatchNormalization", "running", "(2,)")),
+        ],
+        large=_made([(R3, [(16, 8, 24, 24), (8,), (8,)], {})]),
+    ),
+    OpEntry(
+        vops.CrossEntropy,
+        _made([
+            (["real"], [(3, 4)], _targets(3, 4)),
+            (["real"], [(1, 5)], _targets(1, 5)),
+            (["real"], [(0, 4)], _targets(0, 4, "sum")),
+            (["real"], [(6, 3)], _targets(6, 3, "sum")),
+            (["real"], [(4, 1)], _targets(4, 1)),
+            (["wide"], [(5, 7)], _targets(5, 7)),
+        ]),
+        [
+            ErrorCase("out-of-range", [o(3, 4)], {"targets": np.array([0, 4, 1])}, IndexError,
+                      msg("CrossEntropy")),
+            ErrorCase("negative", [o(3, 4)], {"targets": np.array([0, -1, 1])}, IndexError, msg("CrossEntropy")),
+            ErrorCase("float-targets", [o(3, 4)], {"targets": np.array([0.0, 1.0, 2.0])}, TypeError,
+                      msg("CrossEntropy")),
+            ErrorCase("length", [o(3, 4)], {"targets": np.array([0, 1])}, ValueError, msg("CrossEntropy")),
+            ErrorCase("1d-logits", [o(4)], {"targets": np.array([0])}, ValueError, msg("CrossEntropy", "(4,)")),
+            ErrorCase("reduction", [o(3, 4)], {"targets": np.array([0, 1, 2]), "reduction": "avg"}, ValueError,
+                      msg("CrossEntropy", "reduction")),
+        ],
+        large=_made([(["real"], [BIG], _targets(BIG[0], BIG[1]))]),
+    ),
+    OpEntry(
+        vops.Reshape,
+        _made([
+            (["real"], [(2, 3)], {"shape": (3, 2)}),
+            (["real"], [(2, 3, 4)], {"shape": (2, -1)}),
+            (["real"], [()], {"shape": (1, 1)}),
+            (["real"], [(0, 3)], {"shape": (3, 0)}),
+            (["real"], [(4,)], {"shape": (2, 2)}),
+        ]),
+        [
+            ErrorCase("size", [o(2, 3)], {"shape": (4,)}, ValueError, msg("Reshape", "(2, 3)", "(4,)")),
+            ErrorCase("two-unknown", [o(2, 3)], {"shape": (-1, -1)}, ValueError, msg("Reshape")),
+            ErrorCase("not-a-shape", [o(2, 3)], {"shape": "abc"}, TypeError, msg("Reshape")),
+        ],
+        passthrough=True,
+    ),
+]
+
 BY_NAME = {e.name: e for e in TABLE}
 
 # --------------------------------------------------------------------------------------------------

@@ -46,17 +46,6 @@ def write_idx_set(directory, arrays):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """An empty $VGRAD_DATA and an empty working directory (so no stray mnist.pkl is read)."""
-    monkeypatch.setenv("VGRAD_DATA", str(tmp_path / "data"))
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", str(tmp_path / "no-system-dir"))
-    return tmp_path
-
-
-@pytest.fixture
 def mnist(env):
     arrays = fake_mnist()
     write_idx_set(env / "data" / "mnist", arrays)

@@ -150,7 +150,7 @@ def test_backward_twice_accumulates_at_a_leaf_directly_below(rng):
     np.testing.assert_array_equal(x.grad, 2 * np.ones(4))
 
 
-def test_backward_twice_adds_the_gradients_twice(rng):
+def test_backward_twice_adds_the_gradients_twice(engine, rng):
     """Leaves accumulate across backward() calls; intermediate gradients are recomputed each time."""
     x, y, loss = small_graph(rng)
     loss.backward()
@@ -159,7 +159,7 @@ def test_backward_twice_adds_the_gradients_twice(rng):
     np.testing.assert_allclose(x.grad, 2 * once, rtol=1e-12)
 
 
-def test_backward_zero_grad_backward_gives_the_same_gradients(rng):
+def test_backward_zero_grad_backward_gives_the_same_gradients(engine, rng):
     x, y, loss = small_graph(rng)
     loss.backward()
     once = x.grad.copy()
@@ -170,7 +170,7 @@ def test_backward_zero_grad_backward_gives_the_same_gradients(rng):
     np.testing.assert_allclose(once, np.exp(s) * s * (1 - s), rtol=1e-12)
 
 
-def test_backward_after_clear_leaves_the_gradients_alone(rng):
+def test_backward_after_clear_leaves_the_gradients_alone(engine, rng):
     """After clear() the loss has no graph below it: backward() sets its own gradient and nothing else
     (vugrad does the same; core.py does not say it in words)."""
     x, y, loss = small_graph(rng)

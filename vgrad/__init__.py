@@ -9,10 +9,17 @@ functions.py and modules.py what is built from them.
 """
 from . import core, data, functions, modules, ops
 from .core import Module, Op, OpNode, TensorNode, no_grad
-from .data import load_fashion_mnist, load_mnist, load_synth
-from .functions import celoss, logceloss, logsoftmax, relu, sigmoid, softmax
+from .data import load_cifar10, load_fashion_mnist, load_mnist, load_synth
+from .functions import celoss, fused, logceloss, logsoftmax, relu, sigmoid, softmax, unfused
+from .gradcheck import GradcheckError, gradcheck
+from .graph_draw import to_dot
 from .modules import MLP, Linear
-from .ops import (ALL_OPS, Add, BatchMM, Div, Exp, Expand, Id, Log, MatrixMultiply, Multiply, Normalize, ReLU,
-                  RowMax, RowSum, Select, Sigmoid, Squeeze, Sub, Sum, Unsqueeze)
+from .ops import (ALL_OPS, Add, Affine, BatchMM, Div, Exp, Expand, Id, Log, MatrixMultiply, Multiply, Normalize, ReLU,
+                  RowMax, RowSum, Select, Sigmoid, Squeeze, Sub, Sum, Unsqueeze, LogSoftmax, LogCELoss)
+from . import nn, nn_ops, optim
+from .nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, MaxPool2d, Sequential, avg_pool2d,
+                 batch_norm, conv2d, cross_entropy, dropout, flatten, max_pool2d, reshape, to_dtype)
+from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
+from .optim import SGD, Adam
 
 __version__ = '0.1.0'

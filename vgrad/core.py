@@ -213,6 +213,11 @@ class TensorNode:
         n = self.name + ', ' if self.name is not None else ''
         return f'TensorNode[{n}size {self.size()}, source {self.source.op if self.source is not None else None}].'
 
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """In Jupyter a node shows the graph below it (SVG with Graphviz installed, else a text tree)."""
+        from .graph_draw import mimebundle  # imported here: graph_draw imports this module
+        return mimebundle(self, include, exclude)
+
     def __repr__(self):
         n = f'{self.name!r}, ' if self.name is not None else ''
         op = self.source.op.__name__ if self.source is not None else None
@@ -352,6 +357,10 @@ def _backpropagate(loss):
                     frames.append([below, 0])
 
 
+def _count(n, noun):
+    return f'{n} {noun}' if n == 1 else f'{n} {noun}s'
+
+
 def _run_backward(opnode):
     """Call the op's backward on the gradients over its outputs and add the results to its inputs' grads."""
     op = opnode.op
@@ -361,17 +370,23 @@ def _run_backward(opnode):
     else:
         ginputs = op.backward(opnode.context, *[output.grad for output in outputs])
     inputs = opnode.inputs
+    if ginputs is None:
+        raise ValueError(f'{op.__name__}.backward returned None: did you forget `return`? (To say that no '
+                         f'gradient flows to an input, put None for it in a tuple, one entry per input.)')
     if type(ginputs) is not tuple:
         ginputs = tuple(ginputs) if isinstance(ginputs, list) else (ginputs,)
     if len(ginputs) != len(inputs):
-        raise ValueError(f'{op.__name__}.backward returned {len(ginputs)} gradients, but the op has '
-                         f'{len(inputs)} inputs: return one gradient per input, in order')
+        raise ValueError(f'{op.__name__}.backward returned {_count(len(ginputs), "gradient")}, but the op has '
+                         f'{_count(len(inputs), "input")}: return one gradient per input, in order')
     fresh = op.backward_returns_new_arrays
     for i, node in enumerate(inputs):
         grad = ginputs[i]
         if grad is None or not node.requires_grad:
             continue  # the op declares that no gradient flows there, or none is wanted
         if type(grad) is not np.ndarray:
+            if not isinstance(grad, (numbers.Number, np.generic, list)):
+                raise TypeError(f'{op.__name__}.backward returned a {type(grad).__name__} for input {i}, not an '
+                                f'array')
             grad = np.asarray(grad)
         value = node.value
         if grad.shape != value.shape:
@@ -424,8 +439,8 @@ class Op:
         values = []
         for node in inputs:
             if not isinstance(node, TensorNode):
-                raise TypeError(f'{cls.__name__}: input {len(values)} is a {type(node).__name__}, but all inputs to '
-                                f'an op must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such '
+                raise TypeError(f'{cls.__name__}: input {len(values)} has type {type(node).__name__}, but all inputs '
+                                f'to an op must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such '
                                 f'as dim=... go in keyword arguments)')
             if node.requires_grad:
                 tracked = True
@@ -459,18 +474,20 @@ class Op:
         opnode.outputs = outputs
         return outputs if len(outputs) > 1 else outputs[0]
 
-    @staticmethod
-    def forward(context, *inputs, **kwargs):
+    # The two methods below are what a subclass defines, as static methods. Here they are class methods
+    # only so that the error for a missing one can name the op.
+    @classmethod
+    def forward(cls, context, *inputs, **kwargs):
         """
         Compute the output(s) from the input arrays (raw NumPy arrays, not TensorNodes).
 
         :param context: a dict in which to keep what backward() will need.
         :param kwargs: constants; no gradient is computed for them.
         """
-        raise NotImplementedError('an Op subclass must define forward(context, *inputs)')
+        raise NotImplementedError(f'{cls.__name__} must define forward(context, *inputs) as a static method')
 
-    @staticmethod
-    def backward(context, *goutputs):
+    @classmethod
+    def backward(cls, context, *goutputs):
         """
         Compute the gradients of the loss over the inputs from its gradients over the outputs.
 
@@ -480,7 +497,7 @@ class Op:
         :param goutputs: the gradients over the outputs, raw arrays of the outputs' shapes.
         :return: one gradient per input (a tuple if there are several), each of that input's shape.
         """
-        raise NotImplementedError('an Op subclass must define backward(context, *goutputs)')
+        raise NotImplementedError(f'{cls.__name__} must define backward(context, *goutputs) as a static method')
 
 
 class Module:

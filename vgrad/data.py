@@ -1,19 +1,37 @@
-"""Data sets for the experiments: a synthetic two-class problem, MNIST and Fashion-MNIST.
+"""Data sets for the experiments: a synthetic two-class problem, MNIST, Fashion-MNIST and CIFAR-10.
 
-Every loader returns ``(xtrain, ytrain), (xval, yval), num_classes``, like vugrad's.
+Every loader returns ``(xtrain, ytrain), (xval, yval), num_classes``, like vugrad's, with uint8 pixels and
+uint8 labels.
 
-MNIST is read from vugrad's ``mnist.pkl`` in the current directory if there is one, else from the four
-standard IDX files in ``$VGRAD_DATA/mnist/`` (default ``~/.cache/vgrad/mnist/``). Nothing is downloaded
-yet: a missing file raises FileNotFoundError saying where to put it (see ``_obtain``).
+Offline first. MNIST is read from vugrad's ``mnist.pkl`` in the current directory if there is one, else from
+the four standard IDX files in ``$VGRAD_DATA/mnist/`` (default ``~/.cache/vgrad/mnist/``); Fashion-MNIST from
+``$VGRAD_DATA/fashion-mnist/`` or Debian's dataset-fashion-mnist package; CIFAR-10 from its python version
+(``cifar-10-python.tar.gz``, or the extracted ``cifar-10-batches-py/``) in ``$VGRAD_DATA/cifar10/``.
+
+Files that are missing are downloaded into those directories from a public mirror, which the variables
+``$VGRAD_MNIST_URL``, ``$VGRAD_FASHION_MNIST_URL`` and ``$VGRAD_CIFAR10_URL`` replace. Each download shows a
+progress bar, goes to a temporary file next to its destination, and is checked (its length against what the
+server announced, its size and SHA-256 against the canonical file's, and that it parses) before it is moved
+into place with os.replace, so an interrupted or failed download never leaves a half-written file behind.
+Without a network the loader fails at the first file, within seconds, saying where to put the files.
 """
 import gzip
+import hashlib
+import http.client
+import io
 import os
 import pickle
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
 import zlib
 
 import numpy as np
 
-__all__ = ["load_synth", "load_mnist", "load_fashion_mnist", "read_idx"]
+__all__ = ["load_synth", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_idx", "download",
+           "DownloadError"]
 
 # Names of the four files of an MNIST-style data set, keyed like vugrad's mnist.pkl.
 IDX_FILES = {
@@ -25,6 +43,44 @@ IDX_FILES = {
 MNIST_PICKLE = "mnist.pkl"
 # Where Debian's dataset-fashion-mnist package puts its files.
 SYSTEM_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"  # the folder inside the archive
+CIFAR10_BATCHES = {"training": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+# Where missing files are downloaded from: the environment variable that overrides the mirror, and the
+# default mirror (files are fetched as <base URL><file name>).
+MIRRORS = {
+    "mnist": ("VGRAD_MNIST_URL", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    "fashion-mnist": ("VGRAD_FASHION_MNIST_URL",
+                      "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+    "cifar10": ("VGRAD_CIFAR10_URL", "https://www.cs.toronto.edu/~kriz/"),
+}
+
+# Size in bytes and SHA-256 of the canonical files, as published with each data set; every mirror serves
+# these same bytes. Files found on disk are not held to them (Debian's Fashion-MNIST is recompressed), only
+# downloads are.
+CHECKSUMS = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": (9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        "train-labels-idx1-ubyte.gz": (28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        "t10k-images-idx3-ubyte.gz": (1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        "t10k-labels-idx1-ubyte.gz": (4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": (26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        "train-labels-idx1-ubyte.gz": (29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        "t10k-images-idx3-ubyte.gz": (4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        "t10k-labels-idx1-ubyte.gz": (5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    },
+    "cifar10": {
+        CIFAR10_ARCHIVE: (170498071, "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+    },
+}
+
+# Seconds to wait for the server to answer (or send the next bytes) before giving up: short, so that an
+# offline machine fails fast.
+TIMEOUT = 10
 
 # IDX type codes (third byte of the magic number) -> big-endian dtype.
 _IDX_DTYPES = {
@@ -89,6 +145,10 @@ def read_idx(path):
 def load_mnist(final=False, flatten=True, shuffle_seed=0):
     """MNIST as uint8 pixels and uint8 labels.
 
+    Read from vugrad's ``mnist.pkl`` in the current directory, else from the four IDX files in
+    ``$VGRAD_DATA/mnist/`` (default ``~/.cache/vgrad/mnist/``), which are downloaded there from
+    ``$VGRAD_MNIST_URL`` (default: a public mirror) if missing.
+
     :param final: if True, return the canonical train/test split; else hold out the last 5000 training
         images as validation data (after shuffling) and keep the test set hidden.
     :param flatten: images as (N, 784) rows if True, else (N, 28, 28).
@@ -106,10 +166,41 @@ def load_fashion_mnist(final=False, flatten=True, shuffle_seed=0):
     """Fashion-MNIST, with the same conventions as ``load_mnist``.
 
     Read from ``$VGRAD_DATA/fashion-mnist/`` (default ``~/.cache/vgrad/fashion-mnist/``), else from
-    Debian's dataset-fashion-mnist package (``/usr/share/datasets/fashion-mnist/``).
+    Debian's dataset-fashion-mnist package (``/usr/share/datasets/fashion-mnist/``), else downloaded into
+    the first from ``$VGRAD_FASHION_MNIST_URL`` (default: the data set's own repository).
     """
     dirs = [_data_dir("fashion-mnist"), SYSTEM_FASHION_DIR]
     return _split(_read_idx_set(_obtain("fashion-mnist", dirs)), final, flatten, shuffle_seed)
+
+
+def load_cifar10(final=False, flatten=False, shuffle_seed=0):
+    """CIFAR-10: 32x32 colour images in 10 classes, as uint8 pixels (N, 3, 32, 32) and uint8 labels.
+
+    Read from the python version of the data set in ``$VGRAD_DATA/cifar10/`` (default
+    ``~/.cache/vgrad/cifar10/``): the archive ``cifar-10-python.tar.gz`` as published, or the folder
+    ``cifar-10-batches-py/`` extracted from it; downloaded there from ``$VGRAD_CIFAR10_URL`` (default: the
+    data set's home page) if neither is present. The five training batches give 50,000 images, the test
+    batch 10,000.
+
+    :param final: if True, return the training and test sets; else hold out the last 5000 training images
+        as validation data (after shuffling) and keep the test set hidden.
+    :param flatten: images as (N, 3072) rows if True (the red, green, blue planes one after the other, as
+        stored), else (N, 3, 32, 32): channel, row, column.
+    :param shuffle_seed: as for ``load_mnist``.
+    """
+    directory = _data_dir("cifar10")
+    folder = os.path.join(directory, CIFAR10_FOLDER)
+    names = [name for part in CIFAR10_BATCHES.values() for name in part]
+    if all(os.path.isfile(os.path.join(folder, name)) for name in names):
+        arrays = _read_cifar_batches(lambda name: _read_file(os.path.join(folder, name)), folder)
+    else:
+        archive = os.path.join(directory, CIFAR10_ARCHIVE)
+        if not os.path.isfile(archive):
+            _download_missing("cifar10", directory, [CIFAR10_ARCHIVE], _read_cifar_archive,
+                              f"Put {CIFAR10_ARCHIVE} (or the folder {CIFAR10_FOLDER}/ extracted from it) in "
+                              f"{directory}/. Set $VGRAD_DATA to use $VGRAD_DATA/cifar10/ instead.")
+        arrays = _read_cifar_archive(archive)
+    return _split(arrays, final, flatten, shuffle_seed)
 
 
 def load():
@@ -124,17 +215,14 @@ def _data_dir(name):
 
 
 def _obtain(name, dirs, pickle_hint=False):
-    """Returns the first of ``dirs`` that holds all four IDX files.
-
-    This is the one place where a download into ``dirs[0]`` can be added; for now a missing data set
-    raises FileNotFoundError saying where to put which files.
-    """
+    """Returns the first of ``dirs`` that holds all four IDX files, downloading the missing ones into
+    ``dirs[0]`` if none does."""
     for d in dirs:
         if all(os.path.isfile(os.path.join(d, f)) for f in IDX_FILES.values()):
             return d
     target = dirs[0]
     missing = [f for f in IDX_FILES.values() if not os.path.isfile(os.path.join(target, f))]
-    message = f"{name} data not found. Put the files {', '.join(IDX_FILES.values())} in {target}/"
+    message = f"Put the files {', '.join(IDX_FILES.values())} in {target}/"
     if len(missing) < len(IDX_FILES):
         message += f" (missing there: {', '.join(missing)})"
     message += f". Set $VGRAD_DATA to use $VGRAD_DATA/{name}/ instead."
@@ -142,7 +230,172 @@ def _obtain(name, dirs, pickle_hint=False):
         message += f" Also looked in: {', '.join(dirs[1:])}."
     if pickle_hint:
         message += f" Alternatively put vugrad's {MNIST_PICKLE} in the current directory ({os.getcwd()})."
-    raise FileNotFoundError(message)
+    _download_missing(name, target, missing, read_idx, message)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------- downloads
+
+class DownloadError(FileNotFoundError):
+    """A data set's files are missing and could not be downloaded (no network, a broken or truncated
+    transfer, or a file that is not the canonical one). The message says where to put the files by hand."""
+
+
+def _download_missing(name, directory, files, check, where_to_put):
+    """Downloads ``files`` of data set ``name`` into ``directory``; stops at the first failure."""
+    variable, default = MIRRORS[name]
+    base = os.environ.get(variable) or default
+    if not base.endswith("/"):
+        base += "/"
+    for fname in files:
+        url = base + fname
+        size, sha256 = CHECKSUMS.get(name, {}).get(fname, (None, None))
+        try:
+            download(url, os.path.join(directory, fname), size=size, sha256=sha256, check=check)
+        except DownloadError as e:
+            raise DownloadError(f"{name} data not found, and downloading it failed: {e}\n{where_to_put} "
+                                f"To download from another mirror, set ${variable} to its URL (the folder "
+                                f"holding {fname}).") from e.__cause__
+
+
+def download(url, path, size=None, sha256=None, check=None, timeout=None, progress=True):
+    """Downloads ``url`` to ``path`` safely: into a temporary file beside it, checked, then renamed.
+
+    :param size, sha256: if given, the file must have this many bytes and this SHA-256 hex digest.
+    :param check: if given, called with the temporary file's path; it raises ValueError if the file does
+        not parse (e.g. ``read_idx``).
+    :param timeout: seconds to wait for a connection or for the next bytes (default ``TIMEOUT``).
+    :param progress: show a tqdm progress bar on stderr.
+    :raises DownloadError: if anything goes wrong; ``path`` is then left as it was (absent).
+    """
+    from tqdm import tqdm  # imported here: only downloads need it
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fname = os.path.basename(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{fname}.", suffix=".part", dir=directory)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out, \
+                    urllib.request.urlopen(url, timeout=TIMEOUT if timeout is None else timeout) as response:
+                announced = response.headers.get("Content-Length")
+                announced = int(announced) if announced and announced.isdigit() else None
+                digest = hashlib.sha256()
+                received = 0
+                with tqdm(total=announced or size, unit="B", unit_scale=True, unit_divisor=1024,
+                          desc=f"downloading {fname}", file=sys.stderr, disable=not progress) as bar:
+                    while True:
+                        chunk = response.read(1 << 16)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            # URLError (no network, refused, 404), timeouts, IncompleteRead (the server stopped mid-transfer).
+            raise DownloadError(f"{url}: {_reason(e)}") from e
+
+        if announced is not None and received != announced:
+            raise DownloadError(f"{url}: the transfer stopped after {received} of {announced} bytes")
+        if size is not None and received != size:
+            raise DownloadError(f"{url}: got {received} bytes, but the canonical {fname} has {size}")
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise DownloadError(f"{url}: the SHA-256 of the {received} bytes received is {digest.hexdigest()}, "
+                                f"but the canonical {fname}'s is {sha256}")
+        if check is not None:
+            try:
+                check(temporary)
+            except ValueError as e:
+                raise DownloadError(f"{url}: the file received is not valid: {e}") from e
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a data file is readable by all
+        os.replace(temporary, path)
+    except BaseException:
+        # Whatever happened (including Ctrl-C), leave no partial file behind.
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _reason(error):
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP error {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    if isinstance(error, http.client.IncompleteRead):
+        return f"the transfer stopped after {len(error.partial)} bytes ({error.expected} more were expected)"
+    return str(error) or type(error).__name__
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR-10
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10's batches, which hold only dicts, lists, bytes and NumPy arrays, and refuses
+    anything else: a pickle can run arbitrary code, and these files come from the internet."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _read_cifar_batch(raw, where):
+    """One python-version CIFAR-10 batch: (images (n, 3, 32, 32) uint8, labels (n,) uint8)."""
+    try:
+        # The batches were pickled by Python 2: encoding="bytes" keeps their str keys as bytes.
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:  # a corrupt pickle can raise nearly anything
+        raise ValueError(f"{where}: not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{where}: not a CIFAR-10 batch (expected a dict with b'data' and b'labels')")
+    images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{where}: data is {images.dtype} of shape {images.shape}, expected uint8 (n, 3072)")
+    if labels.shape != (images.shape[0],) or labels.dtype.kind not in "iu" or \
+            (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise ValueError(f"{where}: expected {images.shape[0]} labels in 0..9, got {labels.dtype} {labels.shape}")
+    return images.reshape(-1, 3, 32, 32), labels.astype(np.uint8)
+
+
+def _read_cifar_batches(read, where):
+    """The training and test sets from the six batches; ``read(name)`` returns a batch file's bytes."""
+    arrays = {}
+    for part, names in CIFAR10_BATCHES.items():
+        batches = [_read_cifar_batch(read(name), f"{where}/{name}") for name in names]
+        arrays[part + "_images"] = np.concatenate([images for images, _ in batches])
+        arrays[part + "_labels"] = np.concatenate([labels for _, labels in batches])
+    return _checked(arrays, where, image_shape=(3, 32, 32))
+
+
+def _read_cifar_archive(path):
+    """Reads the batches straight out of cifar-10-python.tar.gz, without extracting it."""
+    path = os.fspath(path)
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            def read(name):
+                try:
+                    member = archive.extractfile(f"{CIFAR10_FOLDER}/{name}")
+                except KeyError:
+                    member = None
+                if member is None:
+                    raise ValueError(f"{path}: {CIFAR10_FOLDER}/{name} is missing from the archive")
+                return member.read()
+            return _read_cifar_batches(read, path)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise ValueError(f"{path}: not a readable .tar.gz archive ({e})") from None
 
 
 def _read_idx_set(directory):
@@ -172,12 +425,12 @@ def _read_pickle(path):
     return _checked(arrays, os.path.abspath(path))
 
 
-def _checked(arrays, where):
-    """Checks 28x28 images and one label per image."""
+def _checked(arrays, where, image_shape=(28, 28)):
+    """Checks the image shape and one label per image."""
     for part in ("training", "test"):
         images, labels = arrays[part + "_images"], arrays[part + "_labels"]
-        if images.shape[1:] != (28, 28):
-            raise ValueError(f"{where}: {part} images are {images.shape[1:]}, expected (28, 28)")
+        if images.shape[1:] != image_shape:
+            raise ValueError(f"{where}: {part} images are {images.shape[1:]}, expected {image_shape}")
         if labels.shape != (images.shape[0],):
             raise ValueError(f"{where}: {images.shape[0]} {part} images but labels of shape {labels.shape}")
     return arrays

@@ -1,0 +1,41 @@
+"""
+The targets of issue 4 (item 2), as ratios measured in one run (>1 = vgrad better):
+
+    W1 >= 5x vugrad and >= 1x PyTorch;  W2 >= 2.5x vugrad and >= 1x PyTorch, matmuls >= 70% of GEMM peak;
+    W3 >= 1x PyTorch float32;  W4 >= 3x vugrad and >= 1x PyTorch;  W2 peak RSS <= vugrad's.
+
+PyTorch here is the equal-work row (gradient over the input computed).
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    workload: str
+    metric: str        # 'speed': time(versus) / time(vgrad); 'gemm': vgrad's share of GEMM peak;
+                       # 'rss': peak RSS(versus) / peak RSS(vgrad)
+    versus: str        # a row key, or '' for 'gemm'
+    at_least: float
+
+    @property
+    def text(self):
+        if self.metric == 'speed':
+            return f'≥ {self.at_least:g}× {_NAMES[self.versus]}'
+        if self.metric == 'gemm':
+            return f'matmuls ≥ {self.at_least:.0%} of GEMM peak'
+        return f'peak RSS ≤ {_NAMES[self.versus]}\'s'
+
+
+_NAMES = {'vugrad': 'vugrad', 'torch': 'PyTorch'}
+
+TARGETS = (
+    Target('W1', 'speed', 'vugrad', 5.0),
+    Target('W1', 'speed', 'torch', 1.0),
+    Target('W2', 'speed', 'vugrad', 2.5),
+    Target('W2', 'speed', 'torch', 1.0),
+    Target('W2', 'gemm', '', 0.70),
+    Target('W3', 'speed', 'torch', 1.0),
+    Target('W4', 'speed', 'vugrad', 3.0),
+    Target('W4', 'speed', 'torch', 1.0),
+    Target('W2', 'rss', 'vugrad', 1.0),
+)

@@ -1,0 +1,450 @@
+/*
+ * nn.c — the remaining layers of a CNN: dropout's mask, batch normalisation, the cross-entropy loss fused
+ * with its softmax, and reshape. Forward and backward side by side.
+ *
+ *     DropoutMask(p, mask):  y = x * noise with noise = mask ? 1 / (1 - p) : 0 (0 everywhere when p = 1)
+ *                            gx = go * noise. The mask (keep = true) is drawn by the caller with np.random.
+ *     BatchNormalization:    over each channel c of x (N, C, ...), with M = N * (spatial size) values:
+ *                            training: mean_c, var_c (biased: / M) of the batch; eval: the given running ones
+ *                            xhat = (x - mean_c) * invstd_c,  invstd_c = 1 / sqrt(var_c + eps)
+ *                            y = gamma_c * xhat + beta_c
+ *                            gbeta_c = sum go,  ggamma_c = sum go * xhat
+ *                            gx = gamma_c invstd_c (go - gbeta_c / M - xhat ggamma_c / M)  (training: the batch
+ *                            statistics depend on x too) or gamma_c invstd_c go (eval)
+ *     CrossEntropy:          loss_i = logsumexp_j(x_ij) - x_i,t_i (logsumexp shifted by the row's maximum so
+ *                            nothing overflows); loss = sum_i loss_i / divisor (N for 'mean', 1 for 'sum')
+ *                            gx_ij = (go / divisor) (softmax_ij - [j == t_i])
+ *     Reshape:               a view (or copy) of x with another shape, x's dtype kept; gx = go reshaped back.
+ * Sums over a channel or a batch are accumulated in double, so float32 statistics stay accurate.
+ */
+#include <string.h>
+
+#include "nn.h"
+
+/* ---- kernels ------------------------------------------------------------------------------------- */
+
+#define DEFINE_NN_KERNELS(T, S)                                                                         \
+    /* y = x * noise, noise = keep ? 1 / (1 - p) : 0, computed in T as PyTorch does. */                 \
+    static void dropout_##S(T *restrict y, const T *restrict x, const npy_bool *restrict keep, double p, \
+                            npy_intp n)                                                                 \
+    {                                                                                                   \
+        const T scale = p < 1 ? (T)1 / (T)(1 - p) : 0;                                                  \
+        for (npy_intp i = 0; i < n; i++)                                                                \
+            y[i] = x[i] * (keep[i] ? scale : (T)0);                                                     \
+    }                                                                                                   \
+    /* x (N, C, S). Training (given == 0): fills mean and var (biased) with the batch statistics;       \
+       otherwise uses them as they are. Then invstd, xhat and y. */                                     \
+    static void batchnorm_forward_##S(T *restrict y, T *restrict xhat, T *restrict mean, T *restrict var, \
+                                      T *restrict invstd, const T *restrict x, const T *restrict gamma, \
+                                      const T *restrict beta, double eps, int given, npy_intp N,         \
+                                      npy_intp C, npy_intp Sp)                                          \
+    {                                                                                                   \
+        const double M = (double)N * (double)Sp;                                                        \
+        for (npy_intp c = 0; c < C; c++) {                                                              \
+            if (!given) {                                                                               \
+                double sum = 0, sq = 0;                                                                 \
+                for (npy_intp n = 0; n < N; n++)                                                        \
+                    for (npy_intp s = 0; s < Sp; s++)                                                   \
+                        sum += x[(n * C + c) * Sp + s];                                                 \
+                const double mu = sum / M;                                                              \
+                for (npy_intp n = 0; n < N; n++)                                                        \
+                    for (npy_intp s = 0; s < Sp; s++) {                                                 \
+                        const double d = x[(n * C + c) * Sp + s] - mu;                                  \
+                        sq += d * d;                                                                    \
+                    }                                                                                   \
+                mean[c] = (T)mu;                                                                        \
+                var[c] = (T)(sq / M);                                                                   \
+            }                                                                                           \
+            const T m = mean[c], is = (T)1 / sqrt(var[c] + (T)eps), g = gamma[c], b = beta[c];          \
+            invstd[c] = is;                                                                             \
+            for (npy_intp n = 0; n < N; n++)                                                            \
+                for (npy_intp s = 0; s < Sp; s++) {                                                     \
+                    const npy_intp k = (n * C + c) * Sp + s;                                            \
+                    xhat[k] = (x[k] - m) * is;                                                          \
+                    y[k] = g * xhat[k] + b;                                                             \
+                }                                                                                       \
+        }                                                                                               \
+    }                                                                                                   \
+    static void batchnorm_backward_##S(T *restrict gx, T *restrict ggamma, T *restrict gbeta,          \
+                                       const T *restrict go, const T *restrict xhat,                    \
+                                       const T *restrict gamma, const T *restrict invstd, int training,  \
+                                       npy_intp N, npy_intp C, npy_intp Sp)                             \
+    {                                                                                                   \
+        const double M = (double)N * (double)Sp;                                                        \
+        for (npy_intp c = 0; c < C; c++) {                                                              \
+            double gb = 0, gg = 0;                                                                      \
+            for (npy_intp n = 0; n < N; n++)                                                            \
+                for (npy_intp s = 0; s < Sp; s++) {                                                     \
+                    const npy_intp k = (n * C + c) * Sp + s;                                            \
+                    gb += go[k];                                                                        \
+                    gg += (double)go[k] * xhat[k];                                                      \
+                }                                                                                       \
+            gbeta[c] = (T)gb;                                                                           \
+            ggamma[c] = (T)gg;                                                                          \
+            const T scale = gamma[c] * invstd[c];                                                       \
+            const T mean_gb = training ? (T)(gb / M) : 0, mean_gg = training ? (T)(gg / M) : 0;         \
+            for (npy_intp n = 0; n < N; n++)                                                            \
+                for (npy_intp s = 0; s < Sp; s++) {                                                     \
+                    const npy_intp k = (n * C + c) * Sp + s;                                            \
+                    gx[k] = (go[k] - mean_gb - xhat[k] * mean_gg) * scale;                              \
+                }                                                                                       \
+        }                                                                                               \
+    }                                                                                                   \
+    /* x (N, C), t (N,) in range -> losses (N,) and softmax (N, C) */                                   \
+    static void cross_entropy_forward_##S(T *restrict losses, T *restrict softmax, const T *restrict x, \
+                                          const npy_intp *restrict t, npy_intp N, npy_intp C)           \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < N; i++) {                                                              \
+            const T *row = x + i * C;                                                                   \
+            T *p = softmax + i * C;                                                                     \
+            T m = row[0];                                                                               \
+            for (npy_intp j = 1; j < C; j++)                                                            \
+                if (row[j] > m)                                                                         \
+                    m = row[j];                                                                         \
+            T sum = 0;                                                                                  \
+            for (npy_intp j = 0; j < C; j++) {                                                          \
+                p[j] = exp(row[j] - m);                                                                 \
+                sum += p[j];                                                                            \
+            }                                                                                           \
+            for (npy_intp j = 0; j < C; j++)                                                            \
+                p[j] /= sum;                                                                            \
+            losses[i] = (m + log(sum)) - row[t[i]];                                                     \
+        }                                                                                               \
+    }                                                                                                   \
+    /* g_ij = s (softmax_ij - [j == t_i]) */                                                             \
+    static void cross_entropy_backward_##S(T *restrict g, T s, const T *restrict softmax,               \
+                                           const npy_intp *restrict t, npy_intp N, npy_intp C)          \
+    {                                                                                                   \
+        for (npy_intp i = 0; i < N; i++) {                                                              \
+            for (npy_intp j = 0; j < C; j++)                                                            \
+                g[i * C + j] = s * (softmax[i * C + j] - (j == t[i] ? (T)1 : (T)0));                    \
+        }                                                                                               \
+    }
+VG_INSTANTIATE(DEFINE_NN_KERNELS)
+
+/* ---- dropout ------------------------------------------------------------------------------------- */
+
+/* dropout_forward(x, mask, p) and dropout_backward(go, mask, p): y = x * noise */
+static PyObject *apply_dropout(const char *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyArrayObject *x, *keep = NULL, *y = NULL;
+    int t;
+    if (vg_check_nargs(op, nargs, 3) < 0)
+        return NULL;
+    double p = PyFloat_AsDouble(args[2]);
+    if (p == -1.0 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "%s: p must be a number, got %s", op, Py_TYPE(args[2])->tp_name);
+        return NULL;
+    }
+    if (!(p >= 0 && p <= 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: the dropout probability p must lie in [0, 1], got %R", op, args[2]);
+        return NULL;
+    }
+    if ((t = vg_prepare(op, args, 1, &x)) < 0)
+        return NULL;
+    keep = (PyArrayObject *)PyArray_FROMANY(args[1], NPY_BOOL, 0, 0,
+                                            NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);
+    if (keep == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: the mask must be an array of booleans, got %s", op,
+                     Py_TYPE(args[1])->tp_name);
+        goto done;
+    }
+    if (vg_check_same_shape(op, "the input and the mask", "", x, keep) < 0 ||
+        (y = vg_empty(op, PyArray_NDIM(x), PyArray_DIMS(x), t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
+    VG_CALL(t, dropout, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(keep), p, PyArray_SIZE(x));
+    NPY_END_THREADS;
+done:
+    Py_DECREF(x);
+    Py_XDECREF(keep);
+    return (PyObject *)y;
+}
+
+VG_BOUNDARY(dropout_forward)
+{
+    return apply_dropout("DropoutMask", args, nargs);
+}
+
+VG_BOUNDARY(dropout_backward)
+{
+    return apply_dropout("DropoutMask backward", args, nargs);
+}
+
+/* ---- batch norm ---------------------------------------------------------------------------------- */
+
+/* ValueError unless arr is a vector of length C. */
+static int check_per_channel(const char *op, const char *what, PyArrayObject *arr, npy_intp C)
+{
+    if (PyArray_NDIM(arr) == 1 && PyArray_DIM(arr, 0) == C)
+        return 0;
+    PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(arr), PyArray_DIMS(arr));
+    if (s)
+        PyErr_Format(PyExc_ValueError, "%s: %s must have shape (%zd,), one value per channel, got %S", op, what,
+                     (Py_ssize_t)C, s);
+    Py_XDECREF(s);
+    return -1;
+}
+
+/* x (N, C, ...) as N, C and the spatial size; ValueError if it has fewer than 2 dimensions. */
+static int channels_of(const char *op, PyArrayObject *x, npy_intp *N, npy_intp *C, npy_intp *Sp)
+{
+    if (PyArray_NDIM(x) < 2) {
+        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(x), PyArray_DIMS(x));
+        if (s)
+            PyErr_Format(PyExc_ValueError, "%s: the input must be (N, C) or (N, C, ...), got shape %S", op, s);
+        Py_XDECREF(s);
+        return -1;
+    }
+    *N = PyArray_DIM(x, 0), *C = PyArray_DIM(x, 1), *Sp = 1;
+    for (int i = 2; i < PyArray_NDIM(x); i++)
+        *Sp *= PyArray_DIM(x, i);
+    return 0;
+}
+
+/* batchnorm_forward(x, gamma, beta, mean or None, var or None, eps) -> (y, xhat, mean, var, invstd)
+   Batch statistics when mean and var are None (training), else the given (running) ones. */
+VG_BOUNDARY(batchnorm_forward)
+{
+    const char *op = "BatchNormalization";
+    static const char *const names[] = {"the input", "gamma (the weight)", "beta (the bias)", "the running mean",
+                                        "the running variance"};
+    PyArrayObject *in[5] = {NULL}, *out[5] = {NULL}; /* in: x, gamma, beta, mean, var; out: y, xhat, mean, var, invstd */
+    PyObject *result = NULL;
+    npy_intp N, C, Sp;
+    int t;
+    if (vg_check_nargs(op, nargs, 6) < 0)
+        return NULL;
+    double eps = PyFloat_AsDouble(args[5]);
+    if (eps == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(eps >= 0)) {
+        PyErr_Format(PyExc_ValueError, "%s: eps must be >= 0, got %R", op, args[5]);
+        return NULL;
+    }
+    if ((args[3] == Py_None) != (args[4] == Py_None)) {
+        PyErr_Format(PyExc_TypeError, "%s: give both the running mean and variance, or neither", op);
+        return NULL;
+    }
+    const int given = args[3] != Py_None, n_in = given ? 5 : 3;
+    /* The running statistics are constants: they follow x, gamma and beta's compute type, not set it. */
+    if ((t = vg_prepare(op, args, 3, in)) < 0)
+        goto done;
+    for (int i = 3; i < n_in; i++)
+        if ((in[i] = vg_as_contiguous(op, args[i], t)) == NULL)
+            goto done;
+    if (channels_of(op, in[0], &N, &C, &Sp) < 0)
+        goto done;
+    for (int i = 1; i < n_in; i++)
+        if (check_per_channel(op, names[i], in[i], C) < 0)
+            goto done;
+    if (!given && N * Sp <= 1) {
+        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(in[0]), PyArray_DIMS(in[0]));
+        if (s)
+            PyErr_Format(PyExc_ValueError, "%s: batch statistics need more than one value per channel, got an "
+                         "input of shape %S", op, s);
+        Py_XDECREF(s);
+        goto done;
+    }
+    for (int i = 0; i < 2; i++)
+        if ((out[i] = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t)) == NULL)
+            goto done;
+    for (int i = 2; i < 5; i++) {
+        if (given && i < 4)
+            out[i] = (PyArrayObject *)PyArray_NewCopy(in[i + 1], NPY_CORDER);
+        else
+            out[i] = vg_empty(op, 1, &C, t);
+        if (out[i] == NULL)
+            goto done;
+    }
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(in[0]));
+    VG_CALL(t, batchnorm_forward, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
+            PyArray_DATA(out[3]), PyArray_DATA(out[4]), PyArray_DATA(in[0]), PyArray_DATA(in[1]),
+            PyArray_DATA(in[2]), eps, given, N, C, Sp);
+    NPY_END_THREADS;
+    result = PyTuple_Pack(5, out[0], out[1], out[2], out[3], out[4]);
+done:
+    vg_release(in, 5);
+    vg_release(out, 5);
+    return result;
+}
+
+/* batchnorm_backward(go, xhat, gamma, invstd, training) -> (gx, ggamma, gbeta) */
+VG_BOUNDARY(batchnorm_backward)
+{
+    const char *op = "BatchNormalization backward";
+    PyArrayObject *in[4] = {NULL}, *out[3] = {NULL}; /* go, xhat, gamma, invstd; gx, ggamma, gbeta */
+    PyObject *result = NULL;
+    npy_intp N, C, Sp;
+    int t, training;
+    if (vg_check_nargs(op, nargs, 5) < 0 || (training = PyObject_IsTrue(args[4])) < 0 ||
+        (t = vg_prepare(op, args, 4, in)) < 0)
+        return NULL;
+    if (channels_of(op, in[0], &N, &C, &Sp) < 0 ||
+        vg_check_same_shape(op, "the upstream gradient and xhat", "", in[0], in[1]) < 0 ||
+        check_per_channel(op, "gamma", in[2], C) < 0 || check_per_channel(op, "invstd", in[3], C) < 0)
+        goto done;
+    if ((out[0] = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t)) == NULL ||
+        (out[1] = vg_empty(op, 1, &C, t)) == NULL || (out[2] = vg_empty(op, 1, &C, t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(in[0]));
+    VG_CALL(t, batchnorm_backward, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
+            PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]), PyArray_DATA(in[3]), training, N, C,
+            Sp);
+    NPY_END_THREADS;
+    result = PyTuple_Pack(3, out[0], out[1], out[2]);
+done:
+    vg_release(in, 4);
+    vg_release(out, 3);
+    return result;
+}
+
+/* ---- cross-entropy ------------------------------------------------------------------------------- */
+
+/* reduction: 1 for 'sum', 0 for 'mean', -1 with ValueError otherwise. */
+static int parse_reduction(const char *op, PyObject *obj)
+{
+    if (PyUnicode_Check(obj)) {
+        if (PyUnicode_CompareWithASCIIString(obj, "mean") == 0)
+            return 0;
+        if (PyUnicode_CompareWithASCIIString(obj, "sum") == 0)
+            return 1;
+    }
+    PyErr_Format(PyExc_ValueError, "%s: reduction must be 'mean' or 'sum', got %R", op, obj);
+    return -1;
+}
+
+/* The targets as intp indices, one per row, each in [0, C); NULL with an exception naming the op. */
+static PyArrayObject *checked_targets(const char *op, PyObject *obj, npy_intp N, npy_intp C)
+{
+    PyArrayObject *idx = vg_as_indices(op, "the targets", obj, N);
+    if (idx == NULL)
+        return NULL;
+    if (PyArray_NDIM(idx) != 1) {
+        PyErr_Format(PyExc_ValueError, "%s: the targets must be a vector of class indices, got %d dimensions", op,
+                     PyArray_NDIM(idx));
+        Py_DECREF(idx);
+        return NULL;
+    }
+    const npy_intp *v = PyArray_DATA(idx);
+    for (npy_intp i = 0; i < N; i++) {
+        if (v[i] < 0 || v[i] >= C) {
+            PyErr_Format(PyExc_IndexError, "%s: target %zd (row %zd) is not a class index in [0, %zd)", op,
+                         (Py_ssize_t)v[i], (Py_ssize_t)i, (Py_ssize_t)C);
+            Py_DECREF(idx);
+            return NULL;
+        }
+    }
+    return idx;
+}
+
+/* cross_entropy_forward(logits, targets, reduction) -> (loss, softmax); loss is 0-d */
+VG_BOUNDARY(cross_entropy_forward)
+{
+    const char *op = "CrossEntropy";
+    PyArrayObject *x, *idx = NULL, *losses = NULL, *softmax = NULL, *loss = NULL;
+    PyObject *result = NULL;
+    int t, sum;
+    if (vg_check_nargs(op, nargs, 3) < 0 || (sum = parse_reduction(op, args[2])) < 0 ||
+        (t = vg_prepare(op, args, 1, &x)) < 0)
+        return NULL;
+    if (vg_check_ndim(op, "the logits (N, C)", x, 2) < 0)
+        goto done;
+    npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    if ((idx = checked_targets(op, args[1], N, C)) == NULL || (losses = vg_empty(op, 1, &N, t)) == NULL ||
+        (softmax = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (loss = vg_empty(op, 0, NULL, t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
+    VG_CALL(t, cross_entropy_forward, PyArray_DATA(losses), PyArray_DATA(softmax), PyArray_DATA(x),
+            PyArray_DATA(idx), N, C);
+    NPY_END_THREADS;
+    if (t == NPY_FLOAT) {
+        float total = vg_pairwise_sum_f32(PyArray_DATA(losses), N);
+        *(float *)PyArray_DATA(loss) = sum ? total : total / (float)N;
+    } else {
+        double total = vg_pairwise_sum_f64(PyArray_DATA(losses), N);
+        *(double *)PyArray_DATA(loss) = sum ? total : total / (double)N;
+    }
+    result = PyTuple_Pack(2, loss, softmax);
+done:
+    Py_DECREF(x);
+    Py_XDECREF(idx);
+    Py_XDECREF(losses);
+    Py_XDECREF(softmax);
+    Py_XDECREF(loss);
+    return result;
+}
+
+/* cross_entropy_backward(go, softmax, targets, divisor) -> glogits; go is the scalar gradient of the loss */
+VG_BOUNDARY(cross_entropy_backward)
+{
+    const char *op = "CrossEntropy backward";
+    PyArrayObject *in[2] = {NULL, NULL}, *idx = NULL, *g = NULL; /* go, softmax */
+    Py_ssize_t divisor;
+    int t;
+    if (vg_check_nargs(op, nargs, 4) < 0 || vg_parse_int(op, "divisor", args[3], &divisor) < 0 ||
+        (t = vg_prepare(op, args, 2, in)) < 0)
+        return NULL;
+    if (vg_check_ndim(op, "the saved softmax", in[1], 2) < 0)
+        goto done;
+    if (PyArray_SIZE(in[0]) != 1) {
+        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(in[0]), PyArray_DIMS(in[0]));
+        if (s)
+            PyErr_Format(PyExc_ValueError, "%s: the upstream gradient must be a scalar, got shape %S", op, s);
+        Py_XDECREF(s);
+        goto done;
+    }
+    npy_intp N = PyArray_DIM(in[1], 0), C = PyArray_DIM(in[1], 1);
+    if ((idx = checked_targets(op, args[2], N, C)) == NULL || (g = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(g));
+    if (t == NPY_FLOAT)
+        cross_entropy_backward_f32(PyArray_DATA(g), *(float *)PyArray_DATA(in[0]) / (float)divisor,
+                                   PyArray_DATA(in[1]), PyArray_DATA(idx), N, C);
+    else
+        cross_entropy_backward_f64(PyArray_DATA(g), *(double *)PyArray_DATA(in[0]) / (double)divisor,
+                                   PyArray_DATA(in[1]), PyArray_DATA(idx), N, C);
+    NPY_END_THREADS;
+done:
+    vg_release(in, 2);
+    Py_XDECREF(idx);
+    return (PyObject *)g;
+}
+
+/* ---- reshape ------------------------------------------------------------------------------------- */
+
+/* reshape(x, shape) -> x with the given shape (one entry may be -1), a view when possible; x's dtype is kept */
+VG_BOUNDARY(reshape)
+{
+    const char *op = "Reshape";
+    PyArrayObject *x;
+    PyArray_Dims shape = {NULL, 0};
+    PyObject *y = NULL;
+    if (vg_check_nargs(op, nargs, 2) < 0 || vg_compute_type(op, args, 1) < 0)
+        return NULL;
+    if (!PyArray_IntpConverter(args[1], &shape)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: the shape must be a tuple of ints, got %R", op, args[1]);
+        return NULL;
+    }
+    if ((x = (PyArrayObject *)PyArray_FROM_OF(args[0], NPY_ARRAY_ENSUREARRAY)) == NULL)
+        goto done;
+    if ((y = PyArray_Newshape(x, &shape, NPY_CORDER)) == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(x), PyArray_DIMS(x));
+        if (s)
+            PyErr_Format(PyExc_ValueError, "%s: cannot reshape an input of shape %S (%zd elements) into %R", op, s,
+                         (Py_ssize_t)PyArray_SIZE(x), args[1]);
+        Py_XDECREF(s);
+    }
+    Py_DECREF(x);
+done:
+    PyDimMem_FREE(shape.ptr);
+    return y;
+}

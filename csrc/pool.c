@@ -1,0 +1,250 @@
+/*
+ * pool.c — max and average pooling over windows of a batch of images (NCHW), forward and backward. No
+ * padding; the windows are kh x kw, moved by (sh, sw); OH = (H - kh) / sh + 1, OW likewise.
+ *
+ *     MaxPooling: y[n, c, p, q] = max over the window at (p sh, q sw) of x[n, c]
+ *                 idx[n, c, p, q] = h W + w of that maximum within the image x[n, c] (as PyTorch's
+ *                 return_indices): the first maximum in row-major order, or the first NaN, as np.argmax
+ *                 gx[n, c].flat[idx[n, c, p, q]] += go[n, c, p, q]   (windows may overlap: +=)
+ *     AvgPooling: y[n, c, p, q] = (sum over the window) / (kh kw)
+ *                 gx[n, c, window at (p, q)] += go[n, c, p, q] / (kh kw)
+ */
+#include "nn.h"
+
+typedef struct {
+    npy_intp planes, h, w; /* planes = N C images of H x W */
+    npy_intp kh, kw, sh, sw;
+    npy_intp oh, ow;
+} pooling;
+
+/* ---- kernels ------------------------------------------------------------------------------------- */
+
+#define DEFINE_POOL_KERNELS(T, S)                                                                       \
+    static void maxpool_forward_##S(T *restrict y, npy_intp *restrict idx, const T *restrict x,         \
+                                    const pooling *g)                                                   \
+    {                                                                                                   \
+        for (npy_intp m = 0; m < g->planes; m++) {                                                      \
+            const T *img = x + m * g->h * g->w;                                                         \
+            for (npy_intp p = 0; p < g->oh; p++)                                                        \
+                for (npy_intp q = 0; q < g->ow; q++) {                                                  \
+                    npy_intp best = p * g->sh * g->w + q * g->sw;                                       \
+                    T top = img[best];                                                                  \
+                    for (npy_intp i = 0; i < g->kh && top == top; i++) {                                \
+                        const npy_intp row = (p * g->sh + i) * g->w + q * g->sw;                        \
+                        for (npy_intp j = 0; j < g->kw; j++) {                                          \
+                            const T v = img[row + j];                                                   \
+                            if (v > top || v != v) { /* a NaN is the maximum, as in np.argmax */        \
+                                top = v;                                                                \
+                                best = row + j;                                                         \
+                                if (v != v)                                                             \
+                                    break;                                                              \
+                            }                                                                           \
+                        }                                                                               \
+                    }                                                                                   \
+                    const npy_intp o = (m * g->oh + p) * g->ow + q;                                     \
+                    y[o] = top;                                                                         \
+                    idx[o] = best;                                                                      \
+                }                                                                                       \
+        }                                                                                               \
+    }                                                                                                   \
+    /* gx zero on entry; idx already checked to lie within an image. */                                 \
+    static void maxpool_backward_##S(T *restrict gx, const T *restrict go, const npy_intp *restrict idx, \
+                                     const pooling *g)                                                  \
+    {                                                                                                   \
+        const npy_intp per_plane = g->oh * g->ow;                                                       \
+        for (npy_intp m = 0; m < g->planes; m++)                                                        \
+            for (npy_intp k = 0; k < per_plane; k++)                                                    \
+                gx[m * g->h * g->w + idx[m * per_plane + k]] += go[m * per_plane + k];                  \
+    }                                                                                                   \
+    static void avgpool_forward_##S(T *restrict y, const T *restrict x, const pooling *g)              \
+    {                                                                                                   \
+        const T count = (T)(g->kh * g->kw);                                                             \
+        for (npy_intp m = 0; m < g->planes; m++) {                                                      \
+            const T *img = x + m * g->h * g->w;                                                         \
+            for (npy_intp p = 0; p < g->oh; p++)                                                        \
+                for (npy_intp q = 0; q < g->ow; q++) {                                                  \
+                    T sum = 0;                                                                          \
+                    for (npy_intp i = 0; i < g->kh; i++)                                                \
+                        for (npy_intp j = 0; j < g->kw; j++)                                            \
+                            sum += img[(p * g->sh + i) * g->w + q * g->sw + j];                         \
+                    y[(m * g->oh + p) * g->ow + q] = sum / count;                                       \
+                }                                                                                       \
+        }                                                                                               \
+    }                                                                                                   \
+    /* gx zero on entry. */                                                                             \
+    static void avgpool_backward_##S(T *restrict gx, const T *restrict go, const pooling *g)           \
+    {                                                                                                   \
+        const T count = (T)(g->kh * g->kw);                                                             \
+        for (npy_intp m = 0; m < g->planes; m++) {                                                      \
+            T *img = gx + m * g->h * g->w;                                                              \
+            for (npy_intp p = 0; p < g->oh; p++)                                                        \
+                for (npy_intp q = 0; q < g->ow; q++) {                                                  \
+                    const T share = go[(m * g->oh + p) * g->ow + q] / count;                            \
+                    for (npy_intp i = 0; i < g->kh; i++)                                                \
+                        for (npy_intp j = 0; j < g->kw; j++)                                            \
+                            img[(p * g->sh + i) * g->w + q * g->sw + j] += share;                       \
+                }                                                                                       \
+        }                                                                                               \
+    }
+VG_INSTANTIATE(DEFINE_POOL_KERNELS)
+
+/* ---- boundary ------------------------------------------------------------------------------------ */
+
+static const char *const window_names[] = {"kernel_size (rows)", "kernel_size (columns)", "stride (rows)",
+                                           "stride (columns)"};
+
+/* Window sizes and strides from args[0..3] and the image size from dims (N, C, H, W). */
+static int set_pooling(const char *op, PyObject *const *args, const npy_intp *dims, pooling *g)
+{
+    Py_ssize_t v[4];
+    if (vg_parse_ints_at_least(op, window_names, args, 4, 1, v) < 0)
+        return -1;
+    g->kh = v[0], g->kw = v[1], g->sh = v[2], g->sw = v[3];
+    g->planes = dims[0] * dims[1], g->h = dims[2], g->w = dims[3];
+    if ((g->oh = vg_window_count(op, "height", g->h, g->kh, g->sh, 0)) < 0 ||
+        (g->ow = vg_window_count(op, "width", g->w, g->kw, g->sw, 0)) < 0)
+        return -1;
+    return 0;
+}
+
+/* ValueError unless go has the shape (N, C, OH, OW) the pooling produces. */
+static int check_goutput(const char *op, PyArrayObject *go, const npy_intp *xdims, const pooling *g)
+{
+    npy_intp want[4] = {xdims[0], xdims[1], g->oh, g->ow};
+    if (PyArray_NDIM(go) == 4 && PyArray_CompareLists(PyArray_DIMS(go), want, 4))
+        return 0;
+    PyObject *w = PyArray_IntTupleFromIntp(4, want);
+    PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(go), PyArray_DIMS(go));
+    if (w && s)
+        PyErr_Format(PyExc_ValueError, "%s: expected an upstream gradient of shape %S, got %S", op, w, s);
+    Py_XDECREF(w);
+    Py_XDECREF(s);
+    return -1;
+}
+
+/* xshape from a Python shape, checked to be (N, C, H, W). */
+static int parse_xshape(const char *op, PyObject *obj, PyArray_Dims *xshape)
+{
+    if (vg_parse_shape(op, "xshape", obj, xshape) < 0)
+        return -1;
+    if (xshape->len == 4)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s: xshape must have 4 dimensions (N, C, H, W), got %R", op, obj);
+    PyDimMem_FREE(xshape->ptr);
+    xshape->ptr = NULL;
+    return -1;
+}
+
+/* maxpool2d_forward(x, kh, kw, sh, sw) -> (y, indices) */
+VG_BOUNDARY(maxpool2d_forward)
+{
+    const char *op = "MaxPooling";
+    PyArrayObject *x, *y = NULL, *idx = NULL;
+    PyObject *result = NULL;
+    pooling g;
+    int t;
+    if (vg_check_nargs(op, nargs, 5) < 0 || (t = vg_prepare(op, args, 1, &x)) < 0)
+        return NULL;
+    if (vg_check_nchw(op, "the input x", x) < 0 || set_pooling(op, args + 1, PyArray_DIMS(x), &g) < 0)
+        goto done;
+    npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), g.oh, g.ow};
+    if ((y = vg_empty(op, 4, dims, t)) == NULL || (idx = vg_empty(op, 4, dims, NPY_INTP)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
+    VG_CALL(t, maxpool_forward, PyArray_DATA(y), PyArray_DATA(idx), PyArray_DATA(x), &g);
+    NPY_END_THREADS;
+    result = PyTuple_Pack(2, y, idx);
+done:
+    Py_DECREF(x);
+    Py_XDECREF(y);
+    Py_XDECREF(idx);
+    return result;
+}
+
+/* maxpool2d_backward(go, indices, xshape) -> gx */
+VG_BOUNDARY(maxpool2d_backward)
+{
+    const char *op = "MaxPooling backward";
+    PyArrayObject *go = NULL, *idx = NULL, *gx = NULL;
+    PyArray_Dims xshape = {NULL, 0};
+    int t;
+    if (vg_check_nargs(op, nargs, 3) < 0 || parse_xshape(op, args[2], &xshape) < 0)
+        return NULL;
+    if ((t = vg_prepare(op, args, 1, &go)) < 0)
+        goto done;
+    if (vg_check_nchw(op, "the upstream gradient", go) < 0 ||
+        (idx = vg_as_indices(op, "indices", args[1], PyArray_SIZE(go))) == NULL)
+        goto done;
+    if (PyArray_DIM(go, 0) != xshape.ptr[0] || PyArray_DIM(go, 1) != xshape.ptr[1]) {
+        PyErr_Format(PyExc_ValueError, "%s: the upstream gradient and xshape %R differ in N or C", op, args[2]);
+        goto done;
+    }
+    pooling g = {xshape.ptr[0] * xshape.ptr[1], xshape.ptr[2], xshape.ptr[3], 1, 1, 1, 1,
+                 PyArray_DIM(go, 2), PyArray_DIM(go, 3)};
+    const npy_intp *v = PyArray_DATA(idx), plane = g.h * g.w;
+    for (npy_intp k = 0; k < PyArray_SIZE(idx); k++) {
+        if (v[k] < 0 || v[k] >= plane) {
+            PyErr_Format(PyExc_IndexError, "%s: index %zd lies outside an image of %zd x %zd", op,
+                         (Py_ssize_t)v[k], (Py_ssize_t)g.h, (Py_ssize_t)g.w);
+            goto done;
+        }
+    }
+    if ((gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gx));
+    VG_CALL(t, maxpool_backward, PyArray_DATA(gx), PyArray_DATA(go), v, &g);
+    NPY_END_THREADS;
+done:
+    PyDimMem_FREE(xshape.ptr);
+    Py_XDECREF(go);
+    Py_XDECREF(idx);
+    return (PyObject *)gx;
+}
+
+/* avgpool2d_forward(x, kh, kw, sh, sw) -> y */
+VG_BOUNDARY(avgpool2d_forward)
+{
+    const char *op = "AvgPooling";
+    PyArrayObject *x, *y = NULL;
+    pooling g;
+    int t;
+    if (vg_check_nargs(op, nargs, 5) < 0 || (t = vg_prepare(op, args, 1, &x)) < 0)
+        return NULL;
+    if (vg_check_nchw(op, "the input x", x) < 0 || set_pooling(op, args + 1, PyArray_DIMS(x), &g) < 0)
+        goto done;
+    npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), g.oh, g.ow};
+    if ((y = vg_empty(op, 4, dims, t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
+    VG_CALL(t, avgpool_forward, PyArray_DATA(y), PyArray_DATA(x), &g);
+    NPY_END_THREADS;
+done:
+    Py_DECREF(x);
+    return (PyObject *)y;
+}
+
+/* avgpool2d_backward(go, xshape, kh, kw, sh, sw) -> gx */
+VG_BOUNDARY(avgpool2d_backward)
+{
+    const char *op = "AvgPooling backward";
+    PyArrayObject *go = NULL, *gx = NULL;
+    PyArray_Dims xshape = {NULL, 0};
+    pooling g;
+    int t;
+    if (vg_check_nargs(op, nargs, 6) < 0 || parse_xshape(op, args[1], &xshape) < 0)
+        return NULL;
+    if ((t = vg_prepare(op, args, 1, &go)) < 0 || set_pooling(op, args + 2, xshape.ptr, &g) < 0 ||
+        check_goutput(op, go, xshape.ptr, &g) < 0 || (gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
+        goto done;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gx));
+    VG_CALL(t, avgpool_backward, PyArray_DATA(gx), PyArray_DATA(go), &g);
+    NPY_END_THREADS;
+done:
+    PyDimMem_FREE(xshape.ptr);
+    Py_XDECREF(go);
+    return (PyObject *)gx;
+}

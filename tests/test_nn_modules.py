@@ -1,0 +1,111 @@
+"""The CNN modules (vgrad/nn.py): shapes, parameters, train/eval, and the blitz CNN against PyTorch's with the
+same weights (forward and every gradient to 1e-10 in float64)."""
+import numpy as np
+import pytest
+
+import vgrad as vg
+
+
+def blitz(dropout=None):
+    layers = [vg.Conv2d(3, 6, 5), vg.relu, vg.MaxPool2d(2), vg.Conv2d(6, 16, 5), vg.relu, vg.MaxPool2d(2),
+              vg.Flatten(), vg.Linear(400, 120), vg.relu, vg.Linear(120, 84), vg.relu]
+    if dropout:
+        layers.append(vg.Dropout(dropout))
+    return vg.Sequential(*layers, vg.Linear(84, 10))
+
+
+def test_conv2d_module_shapes_and_initialisation(np_random_state):
+    np.random.seed(0)
+    conv = vg.Conv2d(3, 8, (3, 5), stride=2, padding=1)
+    assert conv.w.value.shape == (8, 3, 3, 5) and conv.b.value.shape == (8,)
+    bound = 1 / np.sqrt(3 * 3 * 5)
+    assert np.abs(conv.w.value).max() <= bound and np.abs(conv.w.value).max() > 0.9 * bound
+    out = conv(vg.TensorNode(np.zeros((2, 3, 9, 9))))
+    assert out.value.shape == (2, 8, 5, 4)
+    assert conv.parameters() == [conv.w, conv.b]
+    assert vg.Conv2d(3, 8, 3, bias=False).parameters()[0].value.shape == (8, 3, 3, 3)
+    assert len(vg.Conv2d(3, 8, 3, bias=False).parameters()) == 1
+
+
+def test_sequential_collects_parameters_and_takes_functions():
+    net = blitz()
+    assert len(net.parameters()) == 10  # two convolutions and three linear layers, weights and biases
+    out = net(vg.TensorNode(np.zeros((2, 3, 32, 32))))
+    assert out.value.shape == (2, 10)
+    with pytest.raises(TypeError, match="Sequential"):
+        vg.Sequential(vg.relu, 3)
+
+
+def test_train_and_eval_switch_dropout_and_batch_norm(np_random_state):
+    bn, drop = vg.BatchNorm2d(2), vg.Dropout(0.5)
+    net = vg.Sequential(bn, drop)
+    x = vg.TensorNode(np.random.standard_normal((4, 2, 3, 3)) * 3 + 1)
+    net.train()
+    y = net(x).value
+    assert (y == 0).mean() > 0.2  # dropout at work
+    assert bn.running_mean.any()  # the running statistics moved towards the batch's
+    net.eval()
+    assert not drop.training and not bn.training
+    mean_before = bn.running_mean.copy()
+    y = net(x).value
+    np.testing.assert_array_equal(bn.running_mean, mean_before)  # not updated in eval
+    want = (x.value - mean_before[None, :, None, None]) / np.sqrt(bn.running_var[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+
+
+def test_batch_norm_modules_check_dimensions():
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        vg.BatchNorm2d(3)(vg.TensorNode(np.zeros((4, 3))))
+    with pytest.raises(ValueError, match="BatchNorm1d"):
+        vg.BatchNorm1d(3)(vg.TensorNode(np.zeros((4, 3, 2, 2))))
+    assert vg.BatchNorm1d(3)(vg.TensorNode(np.ones((4, 3, 2)))).value.shape == (4, 3, 2)
+
+
+def test_to_dtype_casts_parameters_and_buffers():
+    net = vg.Sequential(vg.Conv2d(1, 2, 3), vg.BatchNorm2d(2))
+    vg.to_dtype(net, np.float32)
+    assert all(p.value.dtype == np.float32 and p.grad.dtype == np.float32 for p in net.parameters())
+    assert net[1].running_var.dtype == np.float32
+    out = net(vg.TensorNode(np.zeros((2, 1, 5, 5), dtype=np.float32)))
+    assert out.value.dtype == np.float32
+
+
+def test_dropout_runs_are_reproducible_with_np_random_seed(np_random_state):
+    x = vg.TensorNode(np.random.standard_normal((4, 3, 32, 32)))
+    results = []
+    for _ in range(2):
+        np.random.seed(7)
+        results.append(blitz(dropout=0.5)(x).value)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_blitz_cnn_matches_torch_with_the_same_weights(np_random_state):
+    """The tutorial's network: loss and the gradient of every parameter equal PyTorch's to 1e-10 (float64)."""
+    torch = pytest.importorskip("torch")
+    tnn, F = torch.nn, torch.nn.functional
+    np.random.seed(1)
+    net = blitz()
+    x = np.random.standard_normal((4, 3, 32, 32))
+    y = np.array([3, 1, 9, 0])
+
+    tnet = tnn.Sequential(tnn.Conv2d(3, 6, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5), tnn.ReLU(),
+                          tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84),
+                          tnn.ReLU(), tnn.Linear(84, 10)).double()
+    tparams = [p for p in tnet.parameters()]
+    with torch.no_grad():  # copy vgrad's weights into PyTorch's (vgrad's Linear bias is (1, out))
+        for tp, p in zip(tparams, net.parameters()):
+            tp.copy_(torch.tensor(p.value.reshape(tp.shape)))
+
+    loss = vg.cross_entropy(net(vg.TensorNode(x)), y)
+    loss.backward()
+    t_loss = F.cross_entropy(tnet(torch.tensor(x)), torch.tensor(y))
+    t_loss.backward()
+    np.testing.assert_allclose(loss.value, t_loss.item(), rtol=1e-12)
+    for tp, p in zip(tparams, net.parameters()):
+        np.testing.assert_allclose(p.grad.reshape(tp.shape), tp.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+    # and one Adam step later, the same weights
+    vg.Adam(net.parameters(), lr=0.01).step()
+    torch.optim.Adam(tparams, lr=0.01).step()
+    for tp, p in zip(tparams, net.parameters()):
+        np.testing.assert_allclose(p.value.reshape(tp.shape), tp.detach().numpy(), rtol=1e-10, atol=1e-13)

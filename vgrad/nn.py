@@ -1,0 +1,235 @@
+"""
+The CNN toolkit: functions (vg.conv2d, vg.max_pool2d, vg.dropout, vg.batch_norm, vg.cross_entropy, ...) and
+modules (vg.Conv2d, vg.MaxPool2d, vg.Dropout, vg.BatchNorm2d, vg.Sequential, ...) with PyTorch's names,
+arguments and defaults, so the course's PyTorch CNN (the 60-minute blitz) can be written in vgrad line by line:
+
+    net = vg.Sequential(vg.Conv2d(3, 6, 5), vg.relu, vg.MaxPool2d(2),
+                        vg.Conv2d(6, 16, 5), vg.relu, vg.MaxPool2d(2), vg.Flatten(),
+                        vg.Linear(400, 120), vg.relu, vg.Linear(120, 84), vg.relu, vg.Linear(84, 10))
+    loss = vg.cross_entropy(net(vg.TensorNode(images)), labels)
+
+The ops themselves (each with its C kernels and NumPy reference) are in nn_ops.py. Random draws (initial
+weights, dropout masks) come from np.random, so np.random.seed(...) makes a run repeatable.
+"""
+import math
+
+import numpy as np
+
+from .core import Module, TensorNode
+from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
+
+# ---- functions ------------------------------------------------------------------------------------------
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D convolution of images x (N, C, H, W) with filters w (O, C, kh, kw) and bias b (O,) (optional):
+    (N, O, OH, OW). stride and padding are ints or (rows, columns) pairs."""
+    nodes = (x, w) if b is None else (x, w, b)
+    return Convolution.do_forward(*nodes, stride=stride, padding=padding)
+
+
+def max_pool2d(x, kernel_size, stride=None):
+    """The maximum of each kernel_size window of x (N, C, H, W); stride defaults to kernel_size."""
+    return MaxPooling.do_forward(x, kernel_size=kernel_size, stride=stride)
+
+
+def avg_pool2d(x, kernel_size, stride=None):
+    """The mean of each kernel_size window of x (N, C, H, W); stride defaults to kernel_size."""
+    return AvgPooling.do_forward(x, kernel_size=kernel_size, stride=stride)
+
+
+def dropout(x, p=0.5, training=True):
+    """
+    In training, zero each element of x with probability p and scale the rest by 1 / (1 - p), so that the
+    expected value is unchanged; otherwise return x itself. The mask is drawn with np.random.
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f'dropout: p must lie in [0, 1], got {p}')
+    if not training or p == 0:
+        return x
+    keep = np.random.random_sample(x.value.shape) < 1 - p
+    return DropoutMask.do_forward(x, mask=keep, p=p)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """
+    Batch normalisation of x (N, C) or (N, C, ...) per channel, as PyTorch's F.batch_norm. In training (or
+    when there are no running statistics) x is normalised with the batch's mean and variance, and the running
+    statistics (plain arrays of shape (C,)) are updated in place:
+        running = (1 - momentum) * running + momentum * batch statistic   (the variance unbiased: * M / (M - 1))
+    Otherwise the running statistics are used. weight (gamma) and bias (beta) are TensorNodes of shape (C,);
+    None means 1 and 0.
+    """
+    channels = x.value.shape[1] if x.value.ndim >= 2 else 0
+    dtype = x.value.dtype if x.value.dtype.kind == 'f' else np.float64
+    if weight is None:
+        weight = TensorNode(np.ones(channels, dtype=dtype))
+    if bias is None:
+        bias = TensorNode(np.zeros(channels, dtype=dtype))
+    if training or running_mean is None:
+        y = BatchNormalization.do_forward(x, weight, bias, eps=eps)
+        if training and running_mean is not None:
+            context = y.source.context
+            m = x.value.size // channels
+            running_mean[...] = momentum * context['mean'] + (1 - momentum) * running_mean
+            running_var[...] = momentum * (context['var'] * (m / (m - 1))) + (1 - momentum) * running_var
+        return y
+    return BatchNormalization.do_forward(x, weight, bias, running_mean=running_mean, running_var=running_var,
+                                         eps=eps)
+
+
+def reshape(x, shape):
+    """x with another shape holding the same number of elements (one entry may be -1)."""
+    return Reshape.do_forward(x, shape=tuple(shape))
+
+
+def flatten(x):
+    """A batch (N, ...) as a matrix (N, everything else): the step from convolutions to linear layers."""
+    n = x.value.shape[0] if x.value.ndim else 1
+    return Reshape.do_forward(x, shape=(n, math.prod(x.value.shape[1:])))
+
+
+def cross_entropy(logits, targets, reduction='mean'):
+    """
+    The cross-entropy loss of logits (N, C) (unnormalised scores, as the last linear layer gives them) for the
+    integer class targets (N,): the mean (or 'sum') over the rows of -log softmax(logits)[target], computed
+    stably in one op. PyTorch's F.cross_entropy.
+    """
+    if isinstance(targets, TensorNode):
+        targets = targets.value
+    return CrossEntropy.do_forward(logits, targets=targets, reduction=reduction)
+
+
+# ---- modules --------------------------------------------------------------------------------------------
+
+
+class Conv2d(Module):
+    """
+    A convolution layer with in_channels * out_channels filters of kernel_size and a bias per output channel.
+    Weights and biases are drawn uniformly from +-1/sqrt(in_channels * kh * kw), PyTorch's default.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        bound = 1 / math.sqrt(in_channels * kh * kw)
+        self.w = TensorNode(np.random.uniform(-bound, bound, (out_channels, in_channels, kh, kw)))
+        self.b = TensorNode(np.random.uniform(-bound, bound, out_channels)) if bias else None
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x):
+        return conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x):
+        return max_pool2d(x, self.kernel_size, self.stride)
+
+
+class AvgPool2d(Module):
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x):
+        return avg_pool2d(x, self.kernel_size, self.stride)
+
+
+class Dropout(Module):
+    """Dropout with probability p in training mode (module.train()); the identity after module.eval()."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f'Dropout: p must lie in [0, 1], got {p}')
+        self.p = p
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training)
+
+
+class _BatchNorm(Module):
+    """Batch normalisation with a learned scale (weight, ones) and shift (bias, zeros) per channel, and
+    running statistics (plain arrays, not parameters) used after module.eval()."""
+
+    dims = ()  # the numbers of input dimensions accepted
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.weight = TensorNode(np.ones(num_features))
+        self.bias = TensorNode(np.zeros(num_features))
+        self.running_mean = np.zeros(num_features)
+        self.running_var = np.ones(num_features)
+        self.eps, self.momentum = eps, momentum
+
+    def forward(self, x):
+        if x.value.ndim not in self.dims:
+            raise ValueError(f'{type(self).__name__}: expected an input with {" or ".join(map(str, self.dims))} '
+                             f'dimensions, got shape {x.value.shape}')
+        return batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                          self.momentum, self.eps)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs over each of the C features."""
+    dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of images (N, C, H, W) over each of the C channels."""
+    dims = (4,)
+
+
+class Flatten(Module):
+    """(N, ...) -> (N, everything else)."""
+
+    def forward(self, x):
+        return flatten(x)
+
+
+class Sequential(Module):
+    """Layers applied one after the other: modules, or plain functions of one node such as vg.relu."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not callable(layer):
+                raise TypeError(f'Sequential: layer {i} is a {type(layer).__name__}, not a module or function')
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+
+def to_dtype(module, dtype):
+    """
+    Cast the parameters of a module and its submodules (and float arrays they keep, such as batch norm's
+    running statistics) to dtype, in place; returns the module. vgrad computes in float32 when all inputs
+    are float32: `vg.to_dtype(net, np.float32)` with float32 data trains as PyTorch's default does.
+    """
+    dtype = np.dtype(dtype)
+    for node in module.parameters():
+        node.value = node.value.astype(dtype)
+        node.grad = None  # reallocated, in the new dtype, when next needed
+    for sub in module.modules():
+        for name, value in vars(sub).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
+                setattr(sub, name, value.astype(dtype))
+    return module
+
+
+__all__ = ['conv2d', 'max_pool2d', 'avg_pool2d', 'dropout', 'batch_norm', 'reshape', 'flatten', 'cross_entropy',
+           'Conv2d', 'MaxPool2d', 'AvgPool2d', 'Dropout', 'BatchNorm1d', 'BatchNorm2d', 'Flatten', 'Sequential',
+           'to_dtype']
