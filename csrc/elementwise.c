@@ -63,11 +63,12 @@ EXP_GRADS(DEFINE_UNARY_GRAD)
 #define DEFINE_EXP_FORWARDS(T, S)                                                                       \
     static void exp_forward_kernel_##S(T *restrict y, const T *restrict x, npy_intp n)                 \
     {                                                                                                   \
-        vg_exp_##S(y, x, n, 1, 0);                                                                      \
+        vg_exp_##S(y, x, n, 1, 0, -HUGE_VAL);                                                           \
     }                                                                                                   \
     static void sigmoid_forward_kernel_##S(T *restrict y, const T *restrict x, npy_intp n)             \
     {                                                                                                   \
-        vg_exp_##S(y, x, n, -1, 0); /* y = e^-x */                                                      \
+        /* y = e^-x; below -40, 1 + e^-x is 1 exactly in float64 (float32: -20), so floor it there */  \
+        vg_exp_##S(y, x, n, -1, 0, sizeof(T) == sizeof(float) ? -20 : -40);                             \
         for (npy_intp i = 0; i < n; i++)                                                                \
             y[i] = 1 / (1 + y[i]);                                                                      \
     }

@@ -33,7 +33,7 @@
             for (npy_intp j = 1; j < cols && m == m; j++)                                               \
                 if (!(xi[j] <= m)) /* larger, or NaN: as RowMax */                                      \
                     m = xi[j];                                                                          \
-            vg_exp_##S(yi, xi, cols, 1, -m); /* exp(x - m) */                                           \
+            vg_exp_##S(yi, xi, cols, 1, -m, -HUGE_VAL); /* exp(x - m) */                                \
             const T lse = log(vg_pairwise_sum_##S(yi, cols));                                           \
             for (npy_intp j = 0; j < cols; j++)                                                         \
                 yi[j] = (xi[j] - m) - lse;                                                              \
@@ -46,7 +46,7 @@
             const T *goi = go + i * cols, *yi = y + i * cols;                                           \
             T *g = gx + i * cols;                                                                       \
             const T total = vg_pairwise_sum_##S(goi, cols);                                             \
-            vg_exp_##S(g, yi, cols, 1, 0); /* the softmax, exp(y) */                                    \
+            vg_exp_##S(g, yi, cols, 1, 0, -HUGE_VAL); /* the softmax, exp(y) */                         \
             for (npy_intp j = 0; j < cols; j++)                                                         \
                 g[j] = goi[j] - g[j] * total;                                                           \
         }                                                                                               \

@@ -112,9 +112,11 @@ PyArrayObject *vg_row_indices(const char *op, PyObject *obj, npy_intp rows, npy_
 
 /* ---- exp over arrays (vexp.c) --------------------------------------------------------------------- */
 
-/* y[i] = exp(scale * x[i] + offset), vectorised, within 1 ulp of libm's exp; y and x must not overlap. */
-void vg_exp_f32(float *restrict y, const float *restrict x, npy_intp n, float scale, float offset);
-void vg_exp_f64(double *restrict y, const double *restrict x, npy_intp n, double scale, double offset);
+/* y[i] = exp(max(scale * x[i] + offset, floor)), vectorised, within 1 ulp of libm's exp; y and x must not
+   overlap. floor = -HUGE_VAL for a plain exp. */
+void vg_exp_f32(float *restrict y, const float *restrict x, npy_intp n, float scale, float offset, float floor);
+void vg_exp_f64(double *restrict y, const double *restrict x, npy_intp n, double scale, double offset,
+                double floor);
 
 /* ---- shared kernels (reduce.c, shape.c) ------------------------------------------------------------------- */
 
