@@ -126,6 +126,43 @@ def gemm_section(s):
     return '\n'.join(lines)
 
 
+def gaps_section(s):
+    """For each missed target: the measured gap, and how much of each library's epoch is spent outside the
+    matrix products, timed against the best NumPy does on the workload's own shapes (the floor no library
+    goes below: W2 and W3 are matmul-bound)."""
+    missed = [e for e in s['targets'] if e['met'] is False]
+    if not missed:
+        return 'Every measured target is met.'
+    p = s['peak'] or {}
+    lines = []
+    for e in missed:
+        t = e['target']
+        value = fmt_pct(e['value']) if t.metric == 'gemm' else fmt_ratio(e['value'])
+        lines.append(f"- **{t.workload}, {t.text}**: measured {value}.")
+        gemm = s['gemm'].get(t.workload)
+        ceiling = p.get(f"w2_shapes_{'float32' if t.workload == 'W3' else 'float64'}")
+        if not gemm or not ceiling:
+            continue
+        stats = s['stats'][t.workload]
+        ref = gemm[REFERENCE_ROW]
+        matmul_s = ref['gflops'] * stats[REFERENCE_ROW]['median'] / ceiling  # the epoch's FLOPs at the ceiling
+        parts = [f"{ROWS[r].label} {stats[r]['median'] - matmul_s:.2f} s"
+                 for r in (REFERENCE_ROW, t.versus) if r in stats and r in gemm]
+        if t.metric == 'speed' and t.versus in stats:
+            bound = stats[t.versus]['median'] / matmul_s
+            lines.append(f"  The epoch's matrix products alone take {matmul_s:.2f} s even at NumPy's own "
+                         f"{ceiling:.0f} GFLOP/s on these shapes, so no library can be more than {bound:.2f}× "
+                         f"faster than {ROWS[t.versus].label} here. Time outside the products: "
+                         f"{', '.join(parts)}.")
+        elif t.metric == 'gemm':
+            lines.append(f"  The share divides the products' FLOPs by the whole epoch; at NumPy's own "
+                         f"{ceiling:.0f} GFLOP/s on these shapes ({ceiling / p['peak_float64']:.0%} of peak) the "
+                         f"products take {matmul_s:.2f} s of vgrad's {stats[REFERENCE_ROW]['median']:.2f} s; the "
+                         f"rest is the sigmoid, the bias and the course loop's parameter update "
+                         f"(two passes over the weights per step).")
+    return '\n'.join(lines)
+
+
 def memory_section(s):
     rows = []
     for wkey, rss in s['rss'].items():
@@ -302,6 +339,7 @@ def render(results, s, chart_name=None):
                 f"{', '.join(noisy)}.", '']
     if chart_name:
         out += [f'![speed ratios and GEMM shares]({chart_name})', '']
+    out += ['## Missed targets: the gap and what limits it', '', gaps_section(s), '']
     out += ['## The work is equal', '',
             'Every library starts from the same weights on the same batches, so their first losses must agree '
             'to rounding. Values are compared with vgrad\'s; the per-step column follows the whole timed '
