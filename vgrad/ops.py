@@ -598,7 +598,8 @@ for _op in ALL_OPS:  # give the references readable names in error messages and 
     _op.Reference.__name__ = _op.Reference.__qualname__ = f'{_op.__name__}.Reference'
 del _op
 
-# The CNN toolkit's ops (convolution, pooling, dropout, batch norm, cross-entropy, reshape) live in nn_ops.py.
-from .nn_ops import (NN_OPS, AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask,  # noqa: E402
+# The CNN toolkit's ops (convolution, pooling, dropout, batch norm, cross-entropy, reshape) live in nn_ops.py;
+# their names are imported here too, so that vgrad.ops has every op.
+from .nn_ops import (NN_OPS, AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask,  # noqa: E402,F401
                      MaxPooling, Reshape)
 ALL_OPS = ALL_OPS + NN_OPS
