@@ -625,6 +625,12 @@ def c_calls():
         "matmul_backward": CCall("MatrixMultiply", (o(2, 4), o(2, 3), o(3, 4)), (0, 1, 2)),
         "batchmm_forward": CCall("BatchMM", (o(4, 3), o(2, 3)), (0, 1)),
         "batchmm_backward": CCall("BatchMM", (o(2, 4), o(4, 3), o(2, 3)), (0, 1, 2)),
+        "affine_forward": CCall("Affine", (o(4, 3), o(1, 4), o(2, 3)), (0, 1, 2)),
+        "affine_backward": CCall("Affine", (o(2, 4), o(4, 3), o(2, 3), (1, 4), True), (0, 1, 2), shapes=(3,)),
+        "logsoftmax_forward": CCall("LogSoftmax", (x,), (0,)),
+        "logsoftmax_backward": CCall("LogSoftmax", (go, -y), (0, 1)),
+        "logceloss_forward": CCall("LogCELoss", (-y, np.array([0, 2])), (0,), indices=(1,)),
+        "logceloss_backward": CCall("LogCELoss", (o(), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
     }
     for name in ("exp", "log", "sigmoid", "relu"):
         op = {"exp": "Exp", "log": "Log", "sigmoid": "Sigmoid", "relu": "ReLU"}[name]

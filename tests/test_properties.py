@@ -230,7 +230,8 @@ BINARY_BACKWARD = {"mul_backward": vops.Multiply, "div_backward": vops.Div}
 OTHERS = ["neg_forward", "sum_forward", "sum_backward", "rowsum_forward", "rowsum_backward", "rowmax_forward",
           "rowmax_backward", "normalize_forward", "normalize_backward", "expand_forward", "expand_backward",
           "identity", "squeeze", "unsqueeze", "select_forward", "select_backward", "matmul_forward",
-          "matmul_backward", "batchmm_forward", "batchmm_backward"]
+          "matmul_backward", "batchmm_forward", "batchmm_backward", "affine_forward", "affine_backward",
+          "logsoftmax_forward", "logsoftmax_backward", "logceloss_forward", "logceloss_backward"]
 REFERENCE_CHECKED = set(UNARY_FORWARD) | set(UNARY_BACKWARD) | set(BINARY_FORWARD) | set(BINARY_BACKWARD) | set(OTHERS)
 
 
@@ -238,11 +239,10 @@ REFERENCE_CHECKED = set(UNARY_FORWARD) | set(UNARY_BACKWARD) | set(BINARY_FORWAR
 # only the argument fuzzing of test_junk_arguments_never_crash until they have a c_calls() entry and a
 # reference test. Nothing may be added to this list: a new function needs its entry.
 NOT_YET_COVERED = {
-    "affine_backward", "affine_forward", "avgpool2d_backward", "avgpool2d_forward", "backpropagate",
+    "avgpool2d_backward", "avgpool2d_forward", "backpropagate",
     "batchnorm_backward", "batchnorm_forward", "clear_graph", "conv2d_backward", "conv2d_forward",
     "cross_entropy_backward", "cross_entropy_forward", "do_forward", "dropout_backward", "dropout_forward",
-    "logceloss_backward", "logceloss_forward", "logsoftmax_backward", "logsoftmax_forward", "maxpool2d_backward",
-    "maxpool2d_forward", "register_node_types", "reshape", "zero_grad",
+    "maxpool2d_backward", "maxpool2d_forward", "register_node_types", "reshape", "zero_grad",
 }
 
 
@@ -256,6 +256,148 @@ def test_every_entry_point_has_a_valid_call():
 def test_core_entry_points_are_checked_against_references():
     missing = sorted(REFERENCE_CHECKED - set(c_entry_points()))
     assert not missing, f"entry points tested here that vgrad._C no longer has: {missing}"
+
+
+
+# ------------------------------------------------------------------------------------------------
+# The fused ops of Linear, logsoftmax and logceloss (csrc/fused.c)
+# ------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def affine_operands(draw):
+    """(w, b, x): usually fitting shapes (w: m x k, b: m values as (1, m) or (m,), x: n x k), sometimes not."""
+    m, k, n = (draw(st.integers(0, 5)) for _ in range(3))
+    bshape = draw(st.sampled_from([(1, m), (m,)]))
+    w = draw(operand(draw(maybe_same((m, k), MATRIX)), "moderate"))
+    b = draw(operand(draw(maybe_same(bshape, shapes(max_dims=2))), "moderate"))
+    x = draw(operand(draw(maybe_same((n, k), MATRIX)), "moderate"))
+    return w, b, x
+
+
+def affine_fits(w, b, x):
+    w, b, x = arr(w), arr(b), arr(x)
+    return w.ndim == 2 and x.ndim == 2 and w.shape[1] == x.shape[1] and b.size == w.shape[0]
+
+
+@PROPERTY
+@given(data=st.data())
+def test_affine_forward(data):
+    w, b, x = data.draw(affine_operands())
+    if not affine_fits(w, b, x):
+        return refused("affine_forward", "Affine", w, b, x)
+    t = compute_dtype(w, b, x)
+    rw, rb, rx = ref(w, t), ref(b, t), ref(x, t)
+    want = reference(vops.Affine, "forward", {}, rw, rb, rx)
+    bound = product_bound(rx, rw.T, t) + 2 * float(np.finfo(t).eps) * np.abs(np.nan_to_num(rb.reshape(1, -1)))
+    assert_close(C.affine_forward(w, b, x), want, t, "affine_forward", bound)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_affine_backward(data):
+    w, b, x = data.draw(affine_operands())
+    fits = affine_fits(w, b, x)
+    n, m = (arr(x).shape[0] if arr(x).ndim == 2 else 0), (arr(w).shape[0] if arr(w).ndim == 2 else 0)
+    go = data.draw(operand(data.draw(maybe_same((n, m), MATRIX)), "moderate"))
+    need_x = data.draw(st.booleans())
+    bshape = arr(b).shape
+    if not (fits and arr(go).shape == (n, m)):
+        return refused("affine_backward", "Affine", go, w, x, bshape, need_x)
+    t = compute_dtype(go, w, x)
+    rgo, rw, rx = ref(go, t), ref(w, t), ref(x, t)
+    got = C.affine_backward(go, w, x, bshape, need_x)
+    assert isinstance(got, tuple) and len(got) == 3
+    gw, gb, gx = reference(vops.Affine, "backward", {"w": rw, "b": np.zeros(bshape, t), "x": rx}, rgo)
+    assert_close(got[0], gw, t, "affine_backward [w]", product_bound(rgo.T, rx, t))
+    assert_close(got[1], gb, t, "affine_backward [b]", sum_bound(rgo, t, axis=0).reshape(bshape))
+    if need_x:
+        assert_close(got[2], gx, t, "affine_backward [x]", product_bound(rgo, rw, t))
+    else:
+        assert got[2] is None
+
+
+def finite_matrix(draw, lo, hi, shape=None):
+    """A float32/float64 matrix of finite values in [lo, hi], in any layout."""
+    shape = draw(MATRIX) if shape is None else shape
+    dtype = np.dtype(draw(st.sampled_from([np.float64, np.float32])))
+    a = draw(hnp.arrays(dtype, shape, elements=st.floats(lo, hi, width=dtype.itemsize * 8)))
+    return to_layout(a, draw(st.sampled_from(["C", "list"] + sorted(LAYOUTS))))
+
+
+@PROPERTY
+@given(data=st.data())
+def test_logsoftmax_forward(data):
+    x = finite_matrix(data.draw, -1e3, 1e3) if data.draw(st.integers(0, 6)) else matrix_or_not(data.draw)
+    a = arr(x)
+    if a.ndim != 2 or (a.shape[1] == 0 and a.shape[0] > 0):
+        return refused("logsoftmax_forward", "LogSoftmax", x)
+    t = compute_dtype(x)
+    rx = ref(x, t)
+    if a.shape[0] == 0:  # no rows: NumPy's max refuses the empty reduction, the kernel gives an empty result
+        return check_array(C.logsoftmax_forward(x), t, rx.shape, "logsoftmax_forward")
+    want = reference(vops.LogSoftmax, "forward", {}, rx)
+    if not np.isfinite(rx).all():
+        check_array(C.logsoftmax_forward(x), t, rx.shape, "logsoftmax_forward")  # specials: shape and dtype
+        return
+    # y = (x - m) - log(sum exp(x - m)): each of the two terms is off by a few ulps of its own size
+    scale = np.abs(rx - rx.max(axis=1, keepdims=True)) + np.log(max(a.shape[1], 1)) + 1
+    assert_close(C.logsoftmax_forward(x), want, t, "logsoftmax_forward", 8 * float(np.finfo(t).eps) * scale)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_logsoftmax_backward(data):
+    y = finite_matrix(data.draw, -30.0, 5.0)
+    go = data.draw(operand(data.draw(maybe_same(arr(y).shape, MATRIX)), "moderate"))
+    if arr(go).shape != arr(y).shape or arr(y).ndim != 2:  # (a (0, k) matrix as a list is 1-D: refused)
+        return refused("logsoftmax_backward", "LogSoftmax", go, y)
+    t = compute_dtype(go, y)
+    rgo, ry = ref(go, t), ref(y, t)
+    want = reference(vops.LogSoftmax, "backward", {"y": ry}, rgo)
+    if not np.isfinite(rgo).all():
+        check_array(C.logsoftmax_backward(go, y), t, ry.shape, "logsoftmax_backward")
+        return
+    bound = np.exp(ry) * (sum_bound(rgo, t, axis=1, keepdims=True) + 8 * float(np.finfo(t).eps)
+                          * np.abs(rgo.sum(axis=1, keepdims=True)))
+    assert_close(C.logsoftmax_backward(go, y), want, t, "logsoftmax_backward", bound)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_logceloss_forward(data):
+    lp = matrix_or_not(data.draw, "sum")
+    a = arr(lp)
+    rows, cols = (a.shape if a.ndim == 2 else (0, 0))
+    targets = data.draw(index_array(rows, -cols - 1, cols))
+    k = arr(targets)
+    valid = (a.ndim == 2 and is_index(k) and k.ndim == 1 and k.size == rows
+             and bool(np.all((k >= -cols) & (k < cols))))
+    if not valid:
+        return refused("logceloss_forward", "LogCELoss", lp, targets)
+    t = compute_dtype(lp)
+    rlp = ref(lp, t)
+    want = reference(vops.LogCELoss, "forward", {}, rlp, targets=k.astype(np.intp))
+    picked = rlp[np.arange(rows), k.astype(np.intp)] if rows else np.zeros(0, t)
+    assert_close(C.logceloss_forward(lp, targets), want, t, "logceloss_forward", sum_bound(picked, t))
+
+
+@PROPERTY
+@given(data=st.data())
+def test_logceloss_backward(data):
+    shape = data.draw(shape_argument(2))
+    rows, cols = drawable(shape)
+    go = data.draw(operand(data.draw(maybe_same((), shapes(max_dims=1)))))
+    targets = data.draw(index_array(rows, -cols - 1, cols))
+    k = arr(targets)
+    valid = (shape_ok(shape, 2) and arr(go).size == 1 and is_index(k) and k.ndim == 1 and k.size == int(shape[0])
+             and bool(np.all((k >= -cols) & (k < cols))))
+    if not valid:
+        return refused("logceloss_backward", "LogCELoss", go, targets, shape)
+    t = compute_dtype(go)
+    ctx = {"targets": k.astype(np.intp), "shape": tuple(int(d) for d in shape)}
+    want = reference(vops.LogCELoss, "backward", ctx, ref(go, t).reshape(()))
+    assert_exact(C.logceloss_backward(go, targets, shape), want, t, "logceloss_backward")
 
 
 # ------------------------------------------------------------------------------------------------
