@@ -631,6 +631,14 @@ def c_calls():
         "logsoftmax_backward": CCall("LogSoftmax", (go, -y), (0, 1)),
         "logceloss_forward": CCall("LogCELoss", (-y, np.array([0, 2])), (0,), indices=(1,)),
         "logceloss_backward": CCall("LogCELoss", (o(), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
+        # the compiled graph machinery (csrc/graph.c) takes nodes, not arrays. (Inputs without gradients, so that
+        # do_forward builds no graph: a graph is a reference cycle until clear(), which the refcount tests of
+        # test_memory.py would take for a leak; the weakref tests there cover graphs.)
+        "do_forward": CCall("do_forward", (vops.Add, (vg.TensorNode(x, requires_grad=False),
+                                                      vg.TensorNode(y, requires_grad=False)), {}), ()),
+        "backpropagate": CCall("backpropagate", (vg.TensorNode(o()),), ()),
+        "zero_grad": CCall("zero_grad", (vg.TensorNode(x),), ()),
+        "clear_graph": CCall("clear", (vg.TensorNode(x),), ()),
     }
     for name in ("exp", "log", "sigmoid", "relu"):
         op = {"exp": "Exp", "log": "Log", "sigmoid": "Sigmoid", "relu": "ReLU"}[name]
