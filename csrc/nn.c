@@ -232,8 +232,8 @@ VG_BOUNDARY(batchnorm_forward)
     /* The running statistics are constants: they follow x, gamma and beta's compute type, not set it. */
     if ((t = vg_prepare(op, args, 3, in)) < 0)
         goto done;
-    for (int i = 3; i < n_in; i++)
-        if ((in[i] = vg_as_contiguous(op, args[i], t)) == NULL)
+    for (int i = 3; i < n_in; i++) /* refuse the dtypes vgrad never computes with, as for the other inputs */
+        if (vg_compute_type(op, &args[i], 1) < 0 || (in[i] = vg_as_contiguous(op, args[i], t)) == NULL)
             goto done;
     if (channels_of(op, in[0], &N, &C, &Sp) < 0)
         goto done;

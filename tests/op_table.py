@@ -631,6 +631,22 @@ def c_calls():
         "logsoftmax_backward": CCall("LogSoftmax", (go, -y), (0, 1)),
         "logceloss_forward": CCall("LogCELoss", (-y, np.array([0, 2])), (0,), indices=(1,)),
         "logceloss_backward": CCall("LogCELoss", (o(), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
+        # the CNN kernels (their reference tests are in test_properties_cnn.py)
+        "conv2d_forward": CCall("Convolution", (o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
+        "conv2d_backward": CCall("Convolution", (o(1, 1, 2, 2), o(4, 4), o(1, 1, 2, 2), (1, 1, 3, 3), 1, 1, 0, 0,
+                                                 True, True), (0, 1, 2)),
+        "maxpool2d_forward": CCall("MaxPooling", (o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
+        "maxpool2d_backward": CCall("MaxPooling", (o(1, 1, 2, 2), np.zeros((1, 1, 2, 2), dtype=np.intp),
+                                                   (1, 1, 3, 3)), (0,)),
+        "avgpool2d_forward": CCall("AvgPooling", (o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
+        "avgpool2d_backward": CCall("AvgPooling", (o(1, 1, 2, 2), (1, 1, 3, 3), 2, 2, 1, 1), (0,)),
+        "batchnorm_forward": CCall("BatchNormalization", (x.T.copy(), o(2), o(2), o(2), o(2), 1e-5), (0, 1, 2)),
+        "batchnorm_backward": CCall("BatchNormalization", (go.T.copy(), x.T.copy(), o(2), o(2), True), (0, 1, 2, 3)),
+        "dropout_forward": CCall("DropoutMask", (go.T.copy(), np.ones((3, 2), dtype=bool), 0.5), (0,)),
+        "dropout_backward": CCall("DropoutMask", (go.T.copy(), np.ones((3, 2), dtype=bool), 0.5), (0,)),
+        "cross_entropy_forward": CCall("CrossEntropy", (x, np.array([0, 2]), "mean"), (0,)),
+        "cross_entropy_backward": CCall("CrossEntropy", (np.float64(1.0), o(2, 3) * 0.5, np.array([0, 2]), 2),
+                                        (1,)),  # go is a NumPy scalar here, not an array
         # the compiled graph machinery (csrc/graph.c) takes nodes, not arrays. (Inputs without gradients, so that
         # do_forward builds no graph: a graph is a reference cycle until clear(), which the refcount tests of
         # test_memory.py would take for a leak; the weakref tests there cover graphs.)
