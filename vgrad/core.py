@@ -395,7 +395,7 @@ def _run_backward(opnode):
         current = node._grad
         if current is None:
             # The first contribution: keep the array itself if it belongs to nobody else, else copy it.
-            dtype = value.dtype if value.dtype.kind == 'f' else _FLOAT64
+            dtype = grad_dtype(value)
             node._grad = grad if (fresh and grad.dtype == dtype) else np.array(grad, dtype=dtype)
         else:
             current += grad
