@@ -41,7 +41,7 @@ CONTEXT = """\
 """
 
 
-def test_vugrad_modules_are_vgrads_despite_local_folder(project):
+def test_plain_vugrad_modules_are_vgrads_despite_local_folder(project):
     script = write(project / "script.py", CONTEXT + """\
     import vugrad as vg
     from vugrad.core import Op
@@ -51,19 +51,27 @@ def test_vugrad_modules_are_vgrads_despite_local_folder(project):
     print(vugrad.ops is vgrad.ops, vugrad.functions is vgrad.functions, vugrad.modules is vgrad.modules)
     print(vugrad.mnist is vgrad.data, sys.modules["vugrad.core"] is vgrad.core)
     """)
-    result = run([str(script)], cwd=project)
+    result = run(["--plain", str(script)], cwd=project)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True"] * 8
 
 
-def test_other_vugrad_module_gives_clear_import_error(project):
+def test_without_plain_the_local_package_is_the_one_imported(project):
+    """The student's own package runs (tests/test_overlay.py checks how); this decoy fails when it does."""
+    script = write(project / "script.py", CONTEXT + "    import vugrad\n")
+    result = run([str(script)], cwd=project)
+    assert result.returncode == 1
+    assert "RuntimeError: the decoy vugrad was imported" in result.stderr
+
+
+def test_plain_other_vugrad_module_gives_clear_import_error(project):
     script = write(project / "script.py", CONTEXT + """\
     try:
         import vugrad.extra
     except ImportError as e:
         print("ImportError:", e)
     """)
-    result = run([str(script)], cwd=project)
+    result = run(["--plain", str(script)], cwd=project)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ImportError:")
     assert "vugrad.extra" in result.stdout and "vgrad.as_vugrad" in result.stdout

@@ -116,14 +116,15 @@ COURSE_SCRIPT = """\
 
 
 def test_course_layout_runs_under_as_vugrad_like_train_mlp(tmp_path):
-    for name in ("__init__.py", "core.py", "functions.py"):  # the course repo's own package: must stay unused
+    for name in ("__init__.py", "core.py", "functions.py"):  # the course repo's own package: --plain ignores it
         (tmp_path / "vugrad").mkdir(exist_ok=True)
         (tmp_path / "vugrad" / name).write_text("raise RuntimeError('local vugrad imported')\n")
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "_context.py").write_text(textwrap.dedent(COURSE_CONTEXT))
     (tmp_path / "experiments" / "train_mlp.py").write_text(textwrap.dedent(COURSE_SCRIPT))
 
-    course = run(["-m", "vgrad.as_vugrad", "experiments/train_mlp.py", "-e", "2", "--seed", "0"], cwd=tmp_path)
+    course = run(["-m", "vgrad.as_vugrad", "--plain", "experiments/train_mlp.py", "-e", "2", "--seed", "0"],
+                 cwd=tmp_path)
     ours = run([str(SCRIPT), "-e", "2", "--seed", "0"], cwd=REPO)
     assert len(ACCURACY.findall(course)) == 2
     assert course == ours

@@ -1,59 +1,50 @@
-"""Runs a script written for vugrad on vgrad.
+"""Runs a script written for vugrad on vgrad: your own vugrad, accelerated.
 
-    python -m vgrad.as_vugrad script.py [args...]
-    python -m vgrad.as_vugrad -m package.module [args...]
+    python -m vgrad.as_vugrad [options] script.py [args...]
+    python -m vgrad.as_vugrad [options] -m package.module [args...]
 
-The script runs as ``__main__`` just as under ``python script.py`` (same sys.argv, sys.path[0] is its
-directory), except that ``import vugrad`` and ``vugrad.core/ops/functions/modules/mnist`` give vgrad's
-modules, even if the script puts a local vugrad/ folder on sys.path. Any other ``vugrad.X`` raises
-ImportError. The script's exit code and tracebacks are its own.
+The script runs as ``__main__`` just as under ``python script.py`` (same sys.argv; sys.path[0] is its
+folder, or the working directory with -m). When it imports ``vugrad``, the package it would have found
+(in its folder, a ``_context.py`` sys.path entry, PYTHONPATH, the working directory, an installed copy) is
+loaded file by file and runs as written, with two changes: the graph machinery (TensorNode, OpNode, Op) is
+vgrad's, so every op of yours runs in vgrad's graph; and every definition that is unchanged from a known
+upstream vugrad revision, and uses nothing you changed, runs on vgrad's C kernels. Your new and changed
+ops, modules, loaders and submodules stay yours, right or wrong; names your package lacks come from vgrad.
+One line on stderr says what happened. With no vugrad package to be found, ``vugrad`` is vgrad.
+
+Options:
+    --explain   print the table of every definition of your package: what runs, and why
+    --check     the first time each op of yours runs backward, compare its gradient with central
+                differences on that call's inputs (float64); a table per op that disagrees, on stderr
+    --plain     ignore any vugrad package: vugrad and its submodules core, ops, functions, modules and
+                mnist are vgrad's (other submodules cannot be imported)
+    --quiet     do not print the summary line
+
+In Jupyter, ``%load_ext vgrad.as_vugrad`` does the same for the notebook's ``import vugrad``.
+The script's exit code and tracebacks are its own. Worker processes started by multiprocessing (fork,
+spawn or forkserver) see the same vugrad as the script.
 """
 import builtins
-import importlib
-import importlib.abc
 import importlib.machinery
 import os
 import runpy
 import sys
 import types
 
-# vugrad module name -> vgrad module name
-ALIASES = {
-    "vugrad": "vgrad",
-    "vugrad.core": "vgrad.core",
-    "vugrad.ops": "vgrad.ops",
-    "vugrad.functions": "vgrad.functions",
-    "vugrad.modules": "vgrad.modules",
-    "vugrad.mnist": "vgrad.data",
-}
+from . import overlay
+from .overlay import loader
 
-USAGE = "usage: python -m vgrad.as_vugrad (script.py | -m module) [args...]"
+USAGE = "usage: python -m vgrad.as_vugrad [--explain] [--check] [--plain] [--quiet] (script.py | -m module) [args...]"
+OPTIONS = ('--explain', '--check', '--plain', '--quiet')
+ALIASES = loader.ALIASES
 
 
-class _NoOtherVugrad(importlib.abc.MetaPathFinder):
-    """Refuses every vugrad module that is not aliased, rather than letting a local copy load."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == "vugrad" or fullname.startswith("vugrad."):
-            raise ImportError(
-                f"{fullname} is not provided by vgrad.as_vugrad (it maps only {', '.join(ALIASES)} "
-                f"to vgrad); a script run this way cannot import another vugrad module",
-                name=fullname,
-            )
-        return None
+def load_ipython_extension(ipython):
+    """``%load_ext vgrad.as_vugrad``: the overlay for this kernel."""
+    install()
 
 
-def install():
-    """Makes ``vugrad`` and its submodules resolve to vgrad in this process."""
-    for alias, target in ALIASES.items():
-        module = importlib.import_module(target)
-        sys.modules[alias] = module
-        parent, _, child = alias.rpartition(".")
-        if parent:
-            # `import vugrad.mnist; vugrad.mnist.load()` looks the submodule up as an attribute.
-            setattr(sys.modules[parent], child, module)
-    if not any(isinstance(f, _NoOtherVugrad) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoOtherVugrad())
+install = overlay.install
 
 
 def _run_script(path):
@@ -93,9 +84,17 @@ def _script_frames(tb):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE, file=sys.stderr if not argv else sys.stdout)
-        return 2 if not argv else 0
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    options = set()
+    while argv and argv[0] in OPTIONS:
+        options.add(argv.pop(0)[2:])
+    if not argv or argv[0].startswith("--"):
+        if argv:
+            print(f"vgrad.as_vugrad: unknown option {argv[0]!r}", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        return 2
     is_module = argv[0] == "-m"
     if is_module:
         if len(argv) < 2:
@@ -107,7 +106,7 @@ def main(argv=None):
         print(f"vgrad.as_vugrad: can't open file {target!r}: no such file", file=sys.stderr)
         return 2
 
-    install()
+    install(**{name: True for name in options})
     sys.argv = argv
     try:
         _run(target, is_module)
