@@ -38,21 +38,6 @@
 #include "functions.def"
 #undef VG_FUNC
 
-/* ---- module state: what the graph machinery needs (graph.c) --------------------------------------- */
-
-typedef struct {
-    PyObject *forward, *backward, *fresh, *enabled, *grad, *needs_input_grad; /* interned names */
-    PyTypeObject *tensor_type, *opnode_type;                                  /* core.TensorNode, core.OpNode */
-    PyObject *grad_mode;                                                       /* core._grad_mode */
-    /* offsets of the __slots__ of TensorNode (t_) and OpNode (o_) */
-    Py_ssize_t t_value, t_source, t_grad, t_requires_grad, t_numparents, t_visits, t_name, t_debug;
-    Py_ssize_t o_op, o_context, o_inputs, o_outputs, o_visits;
-} vg_graph_state;
-
-int vg_graph_state_init(PyObject *module);
-int vg_graph_state_traverse(PyObject *module, visitproc visit, void *arg);
-void vg_graph_state_clear(PyObject *module);
-
 /* ---- argument helpers (convert.c) ---------------------------------------------------------------- */
 
 /* Fail with TypeError unless exactly `expected` positional arguments were given. */

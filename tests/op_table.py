@@ -647,14 +647,9 @@ def c_calls():
         "cross_entropy_forward": CCall("CrossEntropy", (x, np.array([0, 2]), "mean"), (0,)),
         "cross_entropy_backward": CCall("CrossEntropy", (np.float64(1.0), o(2, 3) * 0.5, np.array([0, 2]), 2),
                                         (1,)),  # go is a NumPy scalar here, not an array
-        # the compiled graph machinery (csrc/graph.c) takes nodes, not arrays. (Inputs without gradients, so that
-        # do_forward builds no graph: a graph is a reference cycle until clear(), which the refcount tests of
-        # test_memory.py would take for a leak; the weakref tests there cover graphs.)
-        "do_forward": CCall("do_forward", (vops.Add, (vg.TensorNode(x, requires_grad=False),
-                                                      vg.TensorNode(y, requires_grad=False)), {}), ()),
-        "backpropagate": CCall("backpropagate", (vg.TensorNode(o()),), ()),
-        "zero_grad": CCall("zero_grad", (vg.TensorNode(x),), ()),
-        "clear_graph": CCall("clear", (vg.TensorNode(x),), ()),
+        # the one step of backpropagation core.py hands to C: current += grad (whatever += accepts, as in Python,
+        # so no array position must be refused)
+        "add_into": CCall("add_into", (x.copy(), y), ()),
     }
     for name in ("exp", "log", "sigmoid", "relu"):
         op = {"exp": "Exp", "log": "Log", "sigmoid": "Sigmoid", "relu": "ReLU"}[name]

@@ -7,6 +7,15 @@ Course code runs unchanged and gives the same numbers, faster. The Python layer 
 core.py holds the graph and backpropagation, ops.py the ops (each with its NumPy reference formula),
 functions.py and modules.py what is built from them.
 """
+import os as _os
+
+if _os.environ.get('VGRAD_PURE_PYTHON'):
+    # Run core.py as Python instead of the module Cython compiled from it (see core.py): the same code, to
+    # step through or profile. Everything else imports vgrad.core from sys.modules.
+    from ._pure import load_core_as_python as _load
+    _load()
+    del _load
+
 from . import core, data, functions, modules, ops
 from .core import Module, Op, OpNode, TensorNode, no_grad
 from .data import load_cifar10, load_fashion_mnist, load_mnist, load_synth

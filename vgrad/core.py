@@ -33,12 +33,12 @@ from . import _C
 
 _FLOAT64 = np.dtype(np.float64)
 
-# The graph machinery in this file (Op.do_forward, _backpropagate, _zero_grad, _clear) is the algorithm,
-# written to be read. csrc/graph.c has a compiled twin of each that takes exactly the same steps in the same
-# order; it is used when this is True, because for the small tensors of the course's networks the
-# interpreter's cost per step is most of the time. Set it to False to run (or step through) the Python
-# versions; the tests run both.
-COMPILED_GRAPH = True
+# This file is compiled by Cython when vgrad is built (core.pxd next to it declares the types; the code is
+# this file's, unchanged): for the small tensors of the course's networks the interpreter's cost per graph
+# step is most of the time, and compiled, the same algorithm runs about twice as fast. It stays plain Python
+# that runs as it is: with VGRAD_PURE_PYTHON=1 in the environment, vgrad imports this file instead of the
+# compiled module, to read it in a debugger or a profiler. COMPILED says which one runs.
+COMPILED = not __file__.endswith('.py')
 
 
 def grad_dtype(value):
@@ -144,12 +144,9 @@ class TensorNode:
         if not self.requires_grad:
             raise ValueError('backward(): this node was computed without a graph (inside vg.no_grad(), or '
                              'from inputs that all have requires_grad=False), so there is nothing to backpropagate')
-        self.grad = grad = np.empty(self.value.shape, dtype=grad_dtype(self.value))
+        self._grad = grad = np.empty(self.value.shape, dtype=grad_dtype(self.value))
         grad.fill(1.0)  # d loss / d loss (np.ones takes several times as long for one number)
-        if COMPILED_GRAPH:
-            _C.backpropagate(self)
-        else:
-            _backpropagate(self)
+        _backpropagate(self)
 
     def zero_grad(self):
         """
@@ -158,10 +155,7 @@ class TensorNode:
         result directly instead of adding it to zeros (PyTorch's zero_grad(set_to_none=True) does the same).
         Keep no reference to an old .grad array across zero_grad() if you expect it to change.
         """
-        if COMPILED_GRAPH:
-            _C.zero_grad(self)
-        else:
-            _zero_grad(self)
+        _zero_grad(self)
 
     def clear(self):
         """
@@ -169,10 +163,7 @@ class TensorNode:
         nothing keeps the graph alive and the garbage collector can free it. Nodes that are still
         referenced elsewhere (a module's parameters) survive, with their values and gradients.
         """
-        if COMPILED_GRAPH:
-            _C.clear_graph(self)
-        else:
-            _clear(self)
+        _clear(self)
 
     # Operators, so that TensorNodes can be combined as numbers are. A Python number on either side is
     # wrapped in a node of the same shape and float dtype as the other operand.
@@ -291,8 +282,8 @@ def _backpropagate(loss):
     vugrad's traversal without recursion. In vugrad, TensorNode.backward() counts a visit and, once the node
     has been visited by all its parents, calls backward() on its source OpNode; the OpNode computes the
     gradients over its inputs, adds them to their .grad, and then calls backward() on each input in turn.
-    Here each pending OpNode.backward() call is a frame [opnode, index of the next input to visit] on an
-    explicit stack, which reproduces vugrad's depth-first order exactly.
+    Here the nodes waiting for their visit are an explicit stack, which reproduces vugrad's depth-first
+    order exactly.
 
     The parent counts come from a first pass over the graph below the loss, so consumers outside it (a
     forward pass that was never cleared) do not block the traversal. Nodes with requires_grad False are
@@ -324,37 +315,27 @@ def _backpropagate(loss):
 
     # Pass 2: vugrad's visiting logic. A visit to a node counts down its waiting parents; the last one is
     # a visit to its source op, which counts down the op's waiting outputs; the last of those runs the op's
-    # backward and opens a frame that will visit the op's inputs in order.
-    loss.visits += 1
-    frames = []
-    op = loss.source
-    if op is not None and op.inputs is not None:
+    # backward and then visits the op's inputs in order, each visit (and everything it sets off) before
+    # the next. The nodes waiting for their visit are a stack, the op's inputs pushed in reverse so that
+    # the first input is visited first: vugrad's recursion, depth first, without recursion.
+    pending = [loss]
+    while pending:
+        node = pending.pop()
+        node.visits += 1
+        if node is not loss:
+            waiting_parents[node] -= 1
+            if waiting_parents[node] != 0:
+                continue
+        op = node.source
+        if op is None or op.inputs is None:
+            continue
         op.visits += 1
         waiting_outputs[op] -= 1
         if waiting_outputs[op] == 0:
             _run_backward(op)
-            frames.append([op, 0])
-    while frames:
-        frame = frames[-1]
-        op, i = frame
-        inputs = op.inputs
-        if i == len(inputs):
-            frames.pop()
-            continue
-        frame[1] = i + 1
-        node = inputs[i]
-        if not node.requires_grad:
-            continue
-        node.visits += 1
-        waiting_parents[node] -= 1
-        if waiting_parents[node] == 0:
-            below = node.source
-            if below is not None and below.inputs is not None:
-                below.visits += 1
-                waiting_outputs[below] -= 1
-                if waiting_outputs[below] == 0:
-                    _run_backward(below)
-                    frames.append([below, 0])
+            for parent in reversed(op.inputs):
+                if parent.requires_grad:
+                    pending.append(parent)
 
 
 def _count(n, noun):
@@ -366,7 +347,8 @@ def _run_backward(opnode):
     op = opnode.op
     outputs = opnode.outputs
     if len(outputs) == 1:
-        ginputs = op.backward(opnode.context, outputs[0].grad)
+        output = outputs[0]
+        ginputs = op.backward(opnode.context, output._grad if output._grad is not None else output.grad)
     else:
         ginputs = op.backward(opnode.context, *[output.grad for output in outputs])
     inputs = opnode.inputs
@@ -384,10 +366,10 @@ def _run_backward(opnode):
         if grad is None or not node.requires_grad:
             continue  # the op declares that no gradient flows there, or none is wanted
         if type(grad) is not np.ndarray:
-            if not isinstance(grad, (numbers.Number, np.generic, list)):
+            if not isinstance(grad, (np.ndarray, numbers.Number, np.generic, list)):
                 raise TypeError(f'{op.__name__}.backward returned a {type(grad).__name__} for input {i}, not an '
                                 f'array')
-            grad = np.asarray(grad)
+            grad = np.asarray(grad)  # a number, a list, or an array of a subclass (np.matrix...) as an array
         value = node.value
         if grad.shape != value.shape:
             raise ValueError(f'{op.__name__}.backward returned a gradient of shape {grad.shape} for input {i}, '
@@ -398,7 +380,7 @@ def _run_backward(opnode):
             dtype = grad_dtype(value)
             node._grad = grad if (fresh and grad.dtype == dtype) else np.array(grad, dtype=dtype)
         else:
-            current += grad
+            node._grad = _C.add_into(current, grad)  # current += grad, in C: NumPy's += costs more than the sum
             # -- adding to what is there implements the multivariate chain rule: every op that uses a node
             #    adds its part of the gradient.
 
@@ -431,48 +413,7 @@ class Op:
 
         :return: one TensorNode, or a list of them if forward() returns a tuple.
         """
-        if COMPILED_GRAPH:
-            return _C.do_forward(cls, inputs, kwargs)
-        # (Plain loops and explicit single-input/-output cases below, not comprehensions: in Python 3.11 a
-        #  comprehension creates a function object on every call, and this runs for every op.)
-        tracked = untracked = False
-        values = []
-        for node in inputs:
-            if not isinstance(node, TensorNode):
-                raise TypeError(f'{cls.__name__}: input {len(values)} has type {type(node).__name__}, but all inputs '
-                                f'to an op must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such '
-                                f'as dim=... go in keyword arguments)')
-            if node.requires_grad:
-                tracked = True
-            else:
-                untracked = True
-            values.append(node.value)
-        context = {}
-        if tracked and untracked:
-            # Tell the op which gradients are wanted, so that its backward may skip the others (as
-            # PyTorch's ctx.needs_input_grad). Ops that don't look still work: their extra gradients are
-            # dropped.
-            context['needs_input_grad'] = tuple(node.requires_grad for node in inputs)
-        outputs_raw = cls.forward(context, *values, **kwargs) if kwargs else cls.forward(context, *values)
-
-        if not (tracked and _grad_mode.enabled):
-            # No gradient wanted (vg.no_grad(), or no input requires one): the outputs are plain values.
-            if type(outputs_raw) is not tuple:
-                return TensorNode(outputs_raw, requires_grad=False)
-            return [TensorNode(output, requires_grad=False) for output in outputs_raw]
-
-        # Count the parents only once forward has succeeded, so a failed op leaves the graph untouched.
-        for node in inputs:
-            node.numparents += 1
-
-        opnode = OpNode(cls, context, inputs)
-        if type(outputs_raw) is not tuple:  # one output, the usual case
-            output = TensorNode(outputs_raw, opnode)
-            opnode.outputs = [output]
-            return output
-        outputs = [TensorNode(output, opnode) for output in outputs_raw]
-        opnode.outputs = outputs
-        return outputs if len(outputs) > 1 else outputs[0]
+        return _apply(cls, inputs, kwargs)
 
     # The two methods below are what a subclass defines, as static methods. Here they are class methods
     # only so that the error for a missing one can name the op.
@@ -498,6 +439,67 @@ class Op:
         :return: one gradient per input (a tuple if there are several), each of that input's shape.
         """
         raise NotImplementedError(f'{cls.__name__} must define backward(context, *goutputs) as a static method')
+
+
+def _apply(cls, inputs, kwargs):
+    """Op.do_forward: run the op's forward on the values of `inputs` and record it in the graph."""
+    # (Plain loops and explicit single-input/-output cases below, not comprehensions: this runs for every op,
+    #  and a comprehension creates a function object on every call in Python 3.11.)
+    tracked = untracked = False
+    values = []
+    for given in inputs:
+        if not isinstance(given, TensorNode):
+            raise TypeError(f'{cls.__name__}: input {len(values)} has type {type(given).__name__}, but all inputs '
+                            f'to an op must be TensorNodes (wrap arrays with vg.TensorNode(array); constants such '
+                            f'as dim=... go in keyword arguments)')
+        node = given
+        if node.requires_grad:
+            tracked = True
+        else:
+            untracked = True
+        values.append(node.value)
+    context = {}
+    if tracked and untracked:
+        # Tell the op which gradients are wanted, so that its backward may skip the others (as PyTorch's
+        # ctx.needs_input_grad). Ops that don't look still work: their extra gradients are dropped.
+        context['needs_input_grad'] = tuple([node.requires_grad for node in inputs])
+    forward = cls.forward
+    if kwargs:
+        outputs_raw = forward(context, *values, **kwargs)
+    elif len(values) == 1:  # the usual cases spelled out: no tuple of arguments to build
+        outputs_raw = forward(context, values[0])
+    elif len(values) == 2:
+        outputs_raw = forward(context, values[0], values[1])
+    else:
+        outputs_raw = forward(context, *values)
+    several = type(outputs_raw) is tuple
+    node_class = _node_class
+
+    if not (tracked and _grad_mode.enabled):
+        # No gradient wanted (vg.no_grad(), or no input requires one): the outputs are plain values, returned
+        # as with a graph (one node, or a list of them when forward returns a tuple of two or more).
+        if not several:
+            return node_class(outputs_raw, requires_grad=False)
+        outputs = [node_class(output, requires_grad=False) for output in outputs_raw]
+        return outputs if len(outputs) != 1 else outputs[0]
+
+    # Count the parents only once forward has succeeded, so a failed op leaves the graph untouched.
+    for node in inputs:
+        node.numparents += 1
+
+    opnode = OpNode(cls, context, inputs)
+    if not several:  # one output, the usual case
+        output = node_class(outputs_raw, opnode)
+        opnode.outputs = [output]
+        return output
+    outputs = [node_class(output, opnode) for output in outputs_raw]
+    opnode.outputs = outputs
+    return outputs if len(outputs) != 1 else outputs[0]
+
+
+# The class of the nodes that ops create: TensorNode. (vgrad.overlay replaces it by a subclass that carries
+# the methods a student added to their own TensorNode, so that the outputs of ops have them too.)
+_node_class = TensorNode
 
 
 class Module:
@@ -585,9 +587,6 @@ def _parameters_in(value):
         return [node for item in value.values() for node in _parameters_in(item)]
     return []
 
-
-# The compiled twins read and write the nodes' slots directly; tell them where they are.
-_C.register_node_types(TensorNode, OpNode, _grad_mode)
 
 # Add, Sub, Multiply, Div and MatrixMultiply live in ops.py with the other ops; vugrad defined the first
 # four here, so they are imported back to keep `from vugrad.core import Add` working. The import is at the

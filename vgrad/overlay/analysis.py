@@ -3,7 +3,7 @@ Reads a student's vugrad package and decides, for every top-level definition in 
 
 - the graph machinery (`TensorNode`, `OpNode`, `Op` in core.py) is always vgrad's, so that every op of theirs
   runs in vgrad's graph. Methods they added to or changed in TensorNode (an operator such as `__truediv__`,
-  say) are kept: they are grafted onto vgrad's TensorNode. Changes to the traversal itself (`backward`,
+  say) are kept: a subclass of vgrad's TensorNode carries them. Changes to the traversal itself (`backward`,
   `zero_grad`, `clear`, `__init__`, OpNode, `Op.do_forward`) are reported, not run.
 - a definition that is the same as in a known upstream revision (same fingerprint, see fingerprint.py), that
   nothing in the package changes afterwards, and whose dependencies inside the package are all unchanged in

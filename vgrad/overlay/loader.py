@@ -7,7 +7,7 @@ there is such a package, each of its files is loaded from its own path, as writt
 syntax tree (line numbers kept, so tracebacks and the --check report point into the student's files):
 
 - in core.py, the classes TensorNode, OpNode and Op become vgrad's (methods the student added to TensorNode
-  are grafted onto vgrad's);
+  are kept, on a subclass of vgrad's TensorNode that vgrad's ops then create);
 - every definition that analysis.py found unchanged from upstream, and that vgrad has an equivalent of,
   becomes an assignment of that equivalent;
 - after the module has run, methods that vgrad runs in a class kept as written are swapped in;
@@ -152,14 +152,21 @@ class Runtime:
         return self.package.find(module, name).equivalent
 
     def machinery(self, name, own=None):
+        """vgrad's class of that name. For TensorNode, if the student added or changed methods that are not
+        the traversal's: a subclass of vgrad's TensorNode with those methods, which vgrad's ops then use for
+        the nodes they create (vgrad.core._node_class), so that every node has them."""
         from .. import core
         vgrad_class = getattr(core, name)
-        if own is not None:
-            for definition in self.package.modules['core'].definitions.values():
-                if definition.grafted:
-                    method = definition.name.split('.', 1)[1]
-                    setattr(vgrad_class, method, own.__dict__[method])
-        return vgrad_class
+        if own is None:
+            return vgrad_class
+        methods = {definition.name.split('.', 1)[1] for definition in self.package.modules['core'].definitions.values()
+                   if definition.grafted}
+        if not methods:
+            return vgrad_class
+        grafted = type(name, (vgrad_class,), {method: own.__dict__[method] for method in methods})
+        grafted.__module__ = own.__module__
+        core._node_class = grafted
+        return grafted
 
     def after_module(self, module, analysed):
         for definition in analysed.definitions.values():
