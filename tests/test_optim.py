@@ -172,7 +172,7 @@ def test_added_group_and_changed_learning_rate_match_torch(rng):
 
 
 @needs_torch
-def test_float32_parameters_stay_float32(rng):
+def test_float32_parameters_stay_float32_as_in_torch(rng):
     def close(n, t):
         assert n.value.dtype == np.float32
         np.testing.assert_allclose(n.value, t.detach().numpy(), rtol=1e-5, atol=1e-6)
