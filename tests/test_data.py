@@ -328,10 +328,15 @@ def test_real_fashion_mnist_from_debian_package(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- mnist.pkl is read without running code
 
-def vugrad_mnist_pickle(directory, protocol=None):
-    """mnist.pkl made as vugrad's mnist.py (save_mnist) makes it: np.frombuffer over each decompressed IDX file,
-    images flattened to (N, 784), in a dict keyed like vugrad's `filename` table, pickled with pickle.dump."""
-    arrays = fake_mnist()
+def vugrad_mnist_pickle(directory):
+    """The dict that vugrad's mnist.py (save_mnist) pickles into mnist.pkl, made as it makes it: np.frombuffer
+    over each decompressed IDX file, images flattened to (N, 784), keyed like vugrad's `filename` table. A small
+    data set (read with final=True), so that the many pickles made here stay quick."""
+    rng = np.random.default_rng(99)
+    arrays = {"train_x": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+              "train_y": rng.integers(0, 10, 12, dtype=np.uint8),
+              "test_x": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+              "test_y": rng.integers(0, 10, 3, dtype=np.uint8)}
     write_idx_set(directory, arrays)
     mnist = {}
     for key, name in [("training_images", "train_x"), ("test_images", "test_x")]:
