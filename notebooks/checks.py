@@ -21,28 +21,28 @@ def _say(ok, message):
 
 
 def _where(exc):
-    """The function and line where `exc` was raised, preferring the last frame in notebook code."""
-    frames = []
+    """The function and line of your code (a notebook cell) where `exc` was raised, or (None, None)."""
+    checks_file = _where.__code__.co_filename  # these checks' own frames are never the place to look
+    place = (None, None)
     tb = exc.__traceback__
     while tb is not None:
-        frames.append(tb)
+        code = tb.tb_frame.f_code
+        if code.co_filename != checks_file and ('ipykernel' in code.co_filename or code.co_filename.startswith('<')):
+            place = (getattr(code, 'co_qualname', code.co_name), tb.tb_lineno)
         tb = tb.tb_next
-    if not frames:
-        return None, None
-    ours = [f for f in frames if 'ipykernel' in f.tb_frame.f_code.co_filename
-            or f.tb_frame.f_code.co_filename.startswith('<')]
-    tb = (ours or frames)[-1]
-    code = tb.tb_frame.f_code
-    return getattr(code, 'co_qualname', code.co_name), tb.tb_lineno
+    return place
 
 
 def _explain(what, exc):
-    """A FAIL message for an exception raised by the student's code."""
+    """A FAIL message for an exception raised by the student's code (or by vgrad, about it)."""
     where, line = _where(exc)
+    if where == '<module>':
+        where = None
     if isinstance(exc, NotImplementedError):
-        name = where if where and where != '<module>' else what
-        return f'{name} is not written yet (it raises NotImplementedError): replace its TODO with your code'
-    place = f' (in {where}, line {line} of its cell)' if where and where != '<module>' else ''
+        if where:
+            return f'{where} is not written yet (it raises NotImplementedError): replace its TODO with your code'
+        return f'{what} is not written yet: {exc}'
+    place = f' (in {where}, line {line} of its cell)' if where else ''
     return f'{what} raised {type(exc).__name__}: {exc}{place}'
 
 
@@ -84,7 +84,9 @@ def check_op(op, *arrays, forward=None, forward_text=None, **kwargs):
     try:
         vg.gradcheck(op, *inputs, **kwargs)
     except vg.GradcheckError as e:
-        return _say(False, f'{name}.backward does not match the central differences.\n{e}')
+        if str(e).startswith('gradcheck failed'):
+            return _say(False, f'{name}.backward does not match the central differences.\n{e}')
+        return _say(False, str(e))
     except Exception as e:
         return _say(False, _explain(f'{name}.backward', e))
     compared = f'matches {forward_text}' if forward_text else ('matches the reference' if forward else 'runs')
