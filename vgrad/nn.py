@@ -70,7 +70,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         y = BatchNormalization.do_forward(x, weight, bias, eps=eps)
         if training and running_mean is not None:
             context = y.source.context
-            m = x.value.size // channels
+            m = x.value.shape[0] * math.prod(x.value.shape[2:])  # values per channel (also with no channels)
             running_mean[...] = momentum * context['mean'] + (1 - momentum) * running_mean
             running_var[...] = momentum * (context['var'] * (m / (m - 1))) + (1 - momentum) * running_var
         return y
@@ -112,8 +112,18 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        shape = (out_channels, in_channels, kh, kw)
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in shape):
+            raise ValueError(f'Conv2d: in_channels, out_channels and kernel_size must be ints >= 1, got '
+                             f'in_channels={in_channels!r}, out_channels={out_channels!r}, '
+                             f'kernel_size={kernel_size!r}')
         bound = 1 / math.sqrt(in_channels * kh * kw)
-        self.w = TensorNode(np.random.uniform(-bound, bound, (out_channels, in_channels, kh, kw)))
+        try:
+            w = np.random.uniform(-bound, bound, shape)
+        except (ValueError, MemoryError) as e:  # NumPy's message does not say which layer asked
+            kind = MemoryError if isinstance(e, MemoryError) else ValueError
+            raise kind(f'Conv2d: cannot make filters of shape {shape}: {e}') from e
+        self.w = TensorNode(w)
         self.b = TensorNode(np.random.uniform(-bound, bound, out_channels)) if bias else None
         self.stride, self.padding = stride, padding
 
