@@ -158,8 +158,8 @@ static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w,
         PyObject *xs = PyArray_IntTupleFromIntp(4, (npy_intp *)xdims);
         PyObject *ws = PyArray_IntTupleFromIntp(4, PyArray_DIMS(w));
         if (xs && ws)
-            PyErr_Format(PyExc_ValueError, "Convolution: the input %S has %zd channels but the filters %S expect "
-                         "%zd (w is (out_channels, in_channels, kh, kw))", xs, (Py_ssize_t)g->c, ws,
+            PyErr_Format(PyExc_ValueError, "%s: the input %S has %zd channels but the filters %S expect "
+                         "%zd (w is (out_channels, in_channels, kh, kw))", op, xs, (Py_ssize_t)g->c, ws,
                          (Py_ssize_t)PyArray_DIM(w, 1));
         Py_XDECREF(xs);
         Py_XDECREF(ws);
@@ -253,9 +253,11 @@ VG_BOUNDARY(conv2d_forward)
     if ((cols = vg_empty(op, 2, col_dims, t)) == NULL)
         goto done;
     NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(cols));
-    VG_CALL(t, im2col, PyArray_DATA(cols), PyArray_DATA(in[0]), &g);
-    NPY_END_THREADS;
+    if (PyArray_SIZE(cols) > 0) { /* (an empty batch would still loop over every (c, i, j): C kh kw may be 2**58) */
+        NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(cols));
+        VG_CALL(t, im2col, PyArray_DATA(cols), PyArray_DATA(in[0]), &g);
+        NPY_END_THREADS;
+    }
     if ((w2 = filters_as_matrix(in[1], &g)) == NULL ||
         (prod = product(op, w2, 0, (PyObject *)cols, 0)) == NULL || (y = vg_empty(op, 4, y_dims, t)) == NULL)
         goto done;
@@ -321,7 +323,7 @@ VG_BOUNDARY(conv2d_backward)
     NPY_END_THREADS;
     if ((gw2 = product(op, (PyObject *)go2, 0, (PyObject *)in[1], 1)) == NULL)
         goto done;
-    if (needs_x) {
+    if (needs_x && PyArray_SIZE(gx) > 0 && g.np > 0) { /* else gx is empty, or all zeros */
         if ((w2 = filters_as_matrix(in[2], &g)) == NULL || (gcols = product(op, w2, 1, (PyObject *)go2, 0)) == NULL)
             goto done;
         NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gcols));
