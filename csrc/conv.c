@@ -174,7 +174,7 @@ static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w,
         (g->ow = vg_window_count(op, "width", g->w, g->kw, g->sw, g->pw)) < 0)
         return -1;
     const npy_intp y_dims[4] = {g->n, g->o, g->oh, g->ow};
-    if (vg_check_shape(op, "the output", 4, y_dims, itemsize, NULL) < 0)
+    if (vg_check_shape(op, "the output", 4, y_dims, itemsize) < 0)
         return -1;
     /* The output fits, so do OH OW and (O > 0 or not) N OH OW, by the rule for empty arrays; checked anyway. */
     if (vg_mul_sizes(op, "the output's height x width", g->oh, g->ow, &g->p) < 0 ||
@@ -183,7 +183,7 @@ static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w,
         vg_mul_sizes(op, "the filters' channels x height x width", g->k, g->kw, &g->k) < 0)
         return -1;
     const npy_intp col_dims[2] = {g->k, g->np};
-    if (vg_check_shape(op, "the im2col matrix (C kh kw, N OH OW)", 2, col_dims, itemsize, NULL) < 0) {
+    if (vg_check_shape(op, "the im2col matrix (C kh kw, N OH OW)", 2, col_dims, itemsize) < 0) {
         PyObject *ys = PyArray_IntTupleFromIntp(4, (npy_intp *)y_dims);
         if (ys) { /* say which output needed it */
             PyObject *type, *value, *tb;
@@ -297,7 +297,7 @@ VG_BOUNDARY(conv2d_backward)
         goto done;
     }
     /* gx has xshape, and col2im indexes it with products of xshape's dimensions */
-    if (vg_check_shape(op, "xshape", 4, xshape.ptr, vg_itemsize(t), NULL) < 0 ||
+    if (vg_check_shape(op, "xshape", 4, xshape.ptr, vg_itemsize(t)) < 0 ||
         set_geometry(op, xshape.ptr, in[2], vg_itemsize(t), &g) < 0)
         goto done;
     npy_intp go_dims[4] = {g.n, g.o, g.oh, g.ow}, col_dims[2] = {g.k, g.np}, go2_dims[2] = {g.o, g.np};

@@ -141,7 +141,7 @@ static PyArrayObject *named_allocation_error(const char *op, int ndim, const npy
 static int check_result_shape(const char *op, int ndim, const npy_intp *dims, int typenum)
 {
     npy_intp itemsize = typenum == NPY_INTP ? (npy_intp)sizeof(npy_intp) : vg_itemsize(typenum);
-    return vg_check_shape(op, "the result", ndim, dims, itemsize, NULL);
+    return vg_check_shape(op, "the result", ndim, dims, itemsize);
 }
 
 PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int typenum)
@@ -195,7 +195,7 @@ int vg_parse_shape(const char *op, const char *what, PyObject *obj, PyArray_Dims
         return -1;
     }
     /* No negative dimension, and no product of dimensions that overflows (the callers index with them). */
-    if (vg_check_shape(op, what, dims->len, dims->ptr, 1, NULL) < 0) {
+    if (vg_check_shape(op, what, dims->len, dims->ptr, 1) < 0) {
         PyDimMem_FREE(dims->ptr);
         dims->ptr = NULL;
         return -1;

@@ -111,7 +111,7 @@ static int set_pooling(const char *op, PyObject *const *args, const npy_intp *di
         vg_mul_sizes(op, "the window (kh x kw)", g->kh, g->kw, &area) < 0)
         return -1;
     const npy_intp out[4] = {dims[0], dims[1], g->oh, g->ow};
-    return vg_check_shape(op, "the output", 4, out, itemsize, NULL);
+    return vg_check_shape(op, "the output", 4, out, itemsize);
 }
 
 /* ValueError unless go has the shape (N, C, OH, OW) the pooling produces. */
@@ -135,7 +135,7 @@ static int parse_xshape(const char *op, PyObject *obj, npy_intp itemsize, PyArra
 {
     if (vg_parse_shape(op, "xshape", obj, xshape) < 0)
         return -1;
-    if (xshape->len == 4 && vg_check_shape(op, "xshape", 4, xshape->ptr, itemsize, NULL) == 0)
+    if (xshape->len == 4 && vg_check_shape(op, "xshape", 4, xshape->ptr, itemsize) == 0)
         return 0;
     if (xshape->len != 4)
         PyErr_Format(PyExc_ValueError, "%s: xshape must have 4 dimensions (N, C, H, W), got %R", op, obj);
