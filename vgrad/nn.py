@@ -114,7 +114,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         y = BatchNormalization.do_forward(x, weight, bias, eps=eps)
         if training and running_mean is not None:
             context = y.source.context
-            m = x.value.size // channels
+            m = x.value.shape[0] * math.prod(x.value.shape[2:])  # values per channel (also with no channels)
             running_mean[...] = momentum * context['mean'] + (1 - momentum) * running_mean
             running_var[...] = momentum * (context['var'] * (m / (m - 1))) + (1 - momentum) * running_var
         return y
@@ -160,8 +160,14 @@ class Conv2d(Module):
         kh, kw = _int_pair('Conv2d', 'kernel_size', kernel_size, 1)
         _int_pair('Conv2d', 'stride', stride, 1)
         _int_pair('Conv2d', 'padding', padding, 0)
+        shape = (out_channels, in_channels, kh, kw)
         bound = 1 / math.sqrt(in_channels * kh * kw)
-        self.w = TensorNode(np.random.uniform(-bound, bound, (out_channels, in_channels, kh, kw)))
+        try:
+            w = np.random.uniform(-bound, bound, shape)
+        except (ValueError, MemoryError) as e:  # NumPy's message does not say which layer asked
+            kind = MemoryError if isinstance(e, MemoryError) else ValueError
+            raise kind(f'Conv2d: cannot make filters of shape {shape}: {e}') from e
+        self.w = TensorNode(w)
         self.b = TensorNode(np.random.uniform(-bound, bound, out_channels)) if bias else None
         self.stride, self.padding = stride, padding
 
