@@ -26,13 +26,14 @@ typedef struct {
     npy_intp o, kh, kw;   /* filters */
     npy_intp sh, sw, ph, pw;
     npy_intp oh, ow;      /* output */
+    npy_intp p, np, k;    /* OH OW, N OH OW and C kh kw: checked for overflow by set_geometry */
 } geometry;
 
 /* The output columns q whose input column q sw + j - pw lies inside the image: [*lo, *hi). */
 static void valid_columns(const geometry *g, npy_intp j, npy_intp *lo, npy_intp *hi)
 {
     npy_intp first = g->pw - j, last = g->w - 1 + g->pw - j; /* q sw must lie in [first, last] */
-    *lo = first > 0 ? (first + g->sw - 1) / g->sw : 0;
+    *lo = first > 0 ? (first - 1) / g->sw + 1 : 0; /* ceil(first / sw); first + sw - 1 could overflow */
     *hi = last >= 0 ? last / g->sw + 1 : 0;
     if (*hi > g->ow)
         *hi = g->ow;
@@ -46,7 +47,7 @@ static void valid_columns(const geometry *g, npy_intp j, npy_intp *lo, npy_intp 
     /* x (N, C, H, W) -> cols (C kh kw, N OH OW); zero where a window hangs over the padding. */        \
     static void im2col_##S(T *restrict cols, const T *restrict x, const geometry *g)                   \
     {                                                                                                   \
-        const npy_intp P = g->oh * g->ow, NP = g->n * P;                                                \
+        const npy_intp P = g->p, NP = g->np;                                                            \
         for (npy_intp c = 0; c < g->c; c++)                                                             \
             for (npy_intp i = 0; i < g->kh; i++)                                                        \
                 for (npy_intp j = 0; j < g->kw; j++) {                                                  \
@@ -78,7 +79,7 @@ static void valid_columns(const geometry *g, npy_intp j, npy_intp *lo, npy_intp 
     /* gx (N, C, H, W), zero on entry, += every column of gcols (C kh kw, N OH OW) onto its window. */   \
     static void col2im_##S(T *restrict gx, const T *restrict gcols, const geometry *g)                 \
     {                                                                                                   \
-        const npy_intp P = g->oh * g->ow, NP = g->n * P;                                                \
+        const npy_intp P = g->p, NP = g->np;                                                            \
         for (npy_intp c = 0; c < g->c; c++)                                                             \
             for (npy_intp i = 0; i < g->kh; i++)                                                        \
                 for (npy_intp j = 0; j < g->kw; j++) {                                                  \
@@ -144,8 +145,10 @@ static int parse_window(const char *op, PyObject *const *args, geometry *g)
 }
 
 /* Fill in the input and filter sizes from x's shape (dims) and w, check that they fit, and compute the
-   output size. */
-static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w, geometry *g)
+   output size and the sizes derived from it, refusing (ValueError) any that overflow: the output
+   (N, O, OH, OW) and the im2col matrix (C kh kw, N OH OW) must be arrays of `itemsize`-byte elements that
+   can exist, even when N = 0 makes them empty. */
+static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w, npy_intp itemsize, geometry *g)
 {
     if (vg_check_nchw(op, "the filters w (O, C, kh, kw)", w) < 0)
         return -1;
@@ -155,8 +158,8 @@ static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w,
         PyObject *xs = PyArray_IntTupleFromIntp(4, (npy_intp *)xdims);
         PyObject *ws = PyArray_IntTupleFromIntp(4, PyArray_DIMS(w));
         if (xs && ws)
-            PyErr_Format(PyExc_ValueError, "Convolution: the input %S has %zd channels but the filters %S expect "
-                         "%zd (w is (out_channels, in_channels, kh, kw))", xs, (Py_ssize_t)g->c, ws,
+            PyErr_Format(PyExc_ValueError, "%s: the input %S has %zd channels but the filters %S expect "
+                         "%zd (w is (out_channels, in_channels, kh, kw))", op, xs, (Py_ssize_t)g->c, ws,
                          (Py_ssize_t)PyArray_DIM(w, 1));
         Py_XDECREF(xs);
         Py_XDECREF(ws);
@@ -170,27 +173,53 @@ static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w,
     if ((g->oh = vg_window_count(op, "height", g->h, g->kh, g->sh, g->ph)) < 0 ||
         (g->ow = vg_window_count(op, "width", g->w, g->kw, g->sw, g->pw)) < 0)
         return -1;
+    const npy_intp y_dims[4] = {g->n, g->o, g->oh, g->ow};
+    if (vg_check_shape(op, "the output", 4, y_dims, itemsize) < 0)
+        return -1;
+    /* The output fits, so do OH OW and (O > 0 or not) N OH OW, by the rule for empty arrays; checked anyway. */
+    if (vg_mul_sizes(op, "the output's height x width", g->oh, g->ow, &g->p) < 0 ||
+        vg_mul_sizes(op, "the batch x the output's height x width", g->n, g->p, &g->np) < 0 ||
+        vg_mul_sizes(op, "the filters' channels x height", g->c, g->kh, &g->k) < 0 ||
+        vg_mul_sizes(op, "the filters' channels x height x width", g->k, g->kw, &g->k) < 0)
+        return -1;
+    const npy_intp col_dims[2] = {g->k, g->np};
+    if (vg_check_shape(op, "the im2col matrix (C kh kw, N OH OW)", 2, col_dims, itemsize) < 0) {
+        PyObject *ys = PyArray_IntTupleFromIntp(4, (npy_intp *)y_dims);
+        if (ys) { /* say which output needed it */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_Format(PyExc_ValueError, "%S, for the output %S", value, ys);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        Py_XDECREF(ys);
+        return -1;
+    }
     return 0;
 }
 
 /* A view of the contiguous filters w as the matrix (O, C kh kw). */
 static PyObject *filters_as_matrix(PyArrayObject *w, const geometry *g)
 {
-    npy_intp dims[2] = {g->o, g->c * g->kh * g->kw};
+    npy_intp dims[2] = {g->o, g->k};
     PyArray_Dims shape = {dims, 2};
     return PyArray_Newshape(w, &shape, NPY_CORDER);
 }
 
-/* a @ b (optionally a^T) through NumPy's BLAS, as a C-contiguous array (NULL with an exception). */
-static PyArrayObject *product(PyObject *a, int transpose_a, PyObject *b, int transpose_b)
+/* a @ b (optionally a^T) through NumPy's BLAS, as a C-contiguous array (NULL with an exception naming the
+   op). */
+static PyArrayObject *product(const char *op, PyObject *a, int transpose_a, PyObject *b, int transpose_b)
 {
     PyObject *lhs = transpose_a ? PyArray_Transpose((PyArrayObject *)a, NULL) : (Py_INCREF(a), a);
     PyObject *rhs = transpose_b ? PyArray_Transpose((PyArrayObject *)b, NULL) : (Py_INCREF(b), b);
     PyObject *c = (lhs && rhs) ? PyArray_MatrixProduct2(lhs, rhs, NULL) : NULL;
     Py_XDECREF(lhs);
     Py_XDECREF(rhs);
-    if (c == NULL)
+    if (c == NULL) {
+        vg_name_memory_error(op);
         return NULL;
+    }
     PyArrayObject *contiguous = PyArray_GETCONTIGUOUS((PyArrayObject *)c); /* np.dot's result already is */
     Py_DECREF(c);
     return contiguous;
@@ -209,7 +238,8 @@ VG_BOUNDARY(conv2d_forward)
     int with_bias = args[2] != Py_None;
     if ((t = vg_prepare(op, args, with_bias ? 3 : 2, in)) < 0)
         return NULL;
-    if (vg_check_nchw(op, "the input x", in[0]) < 0 || set_geometry(op, PyArray_DIMS(in[0]), in[1], &g) < 0)
+    if (vg_check_nchw(op, "the input x", in[0]) < 0 ||
+        set_geometry(op, PyArray_DIMS(in[0]), in[1], vg_itemsize(t), &g) < 0)
         goto done;
     if (with_bias && (PyArray_NDIM(in[2]) != 1 || PyArray_DIM(in[2], 0) != g.o)) {
         PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(in[2]), PyArray_DIMS(in[2]));
@@ -219,20 +249,21 @@ VG_BOUNDARY(conv2d_forward)
         Py_XDECREF(s);
         goto done;
     }
-    const npy_intp P = g.oh * g.ow;
-    npy_intp col_dims[2] = {g.c * g.kh * g.kw, g.n * P}, y_dims[4] = {g.n, g.o, g.oh, g.ow};
+    npy_intp col_dims[2] = {g.k, g.np}, y_dims[4] = {g.n, g.o, g.oh, g.ow};
     if ((cols = vg_empty(op, 2, col_dims, t)) == NULL)
         goto done;
     NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(cols));
-    VG_CALL(t, im2col, PyArray_DATA(cols), PyArray_DATA(in[0]), &g);
-    NPY_END_THREADS;
+    if (PyArray_SIZE(cols) > 0) { /* (an empty batch would still loop over every (c, i, j): C kh kw may be 2**58) */
+        NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(cols));
+        VG_CALL(t, im2col, PyArray_DATA(cols), PyArray_DATA(in[0]), &g);
+        NPY_END_THREADS;
+    }
     if ((w2 = filters_as_matrix(in[1], &g)) == NULL ||
-        (prod = product(w2, 0, (PyObject *)cols, 0)) == NULL || (y = vg_empty(op, 4, y_dims, t)) == NULL)
+        (prod = product(op, w2, 0, (PyObject *)cols, 0)) == NULL || (y = vg_empty(op, 4, y_dims, t)) == NULL)
         goto done;
     NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(y));
     VG_CALL(t, unfold_output, PyArray_DATA(y), PyArray_DATA(prod), with_bias ? PyArray_DATA(in[2]) : NULL,
-            g.n, g.o, P);
+            g.n, g.o, g.p);
     NPY_END_THREADS;
     result = PyTuple_Pack(2, (PyObject *)y, (PyObject *)cols);
 done:
@@ -265,17 +296,18 @@ VG_BOUNDARY(conv2d_backward)
         PyErr_Format(PyExc_ValueError, "%s: xshape must have 4 dimensions (N, C, H, W), got %R", op, args[3]);
         goto done;
     }
-    if (set_geometry(op, xshape.ptr, in[2], &g) < 0)
+    /* gx has xshape, and col2im indexes it with products of xshape's dimensions */
+    if (vg_check_shape(op, "xshape", 4, xshape.ptr, vg_itemsize(t)) < 0 ||
+        set_geometry(op, xshape.ptr, in[2], vg_itemsize(t), &g) < 0)
         goto done;
-    const npy_intp P = g.oh * g.ow, K = g.c * g.kh * g.kw;
-    npy_intp go_dims[4] = {g.n, g.o, g.oh, g.ow}, col_dims[2] = {K, g.n * P}, go2_dims[2] = {g.o, g.n * P};
+    npy_intp go_dims[4] = {g.n, g.o, g.oh, g.ow}, col_dims[2] = {g.k, g.np}, go2_dims[2] = {g.o, g.np};
     if (PyArray_NDIM(in[0]) != 4 || !PyArray_CompareLists(PyArray_DIMS(in[0]), go_dims, 4) ||
         PyArray_NDIM(in[1]) != 2 || !PyArray_CompareLists(PyArray_DIMS(in[1]), col_dims, 2)) {
         PyObject *want = PyArray_IntTupleFromIntp(4, go_dims);
         PyObject *got = PyArray_IntTupleFromIntp(PyArray_NDIM(in[0]), PyArray_DIMS(in[0]));
         if (want && got)
             PyErr_Format(PyExc_ValueError, "%s: expected an upstream gradient of shape %S and the saved cols "
-                         "of shape (%zd, %zd), got %S", op, want, (Py_ssize_t)K, (Py_ssize_t)(g.n * P), got);
+                         "of shape (%zd, %zd), got %S", op, want, (Py_ssize_t)g.k, (Py_ssize_t)g.np, got);
         Py_XDECREF(want);
         Py_XDECREF(got);
         goto done;
@@ -285,14 +317,14 @@ VG_BOUNDARY(conv2d_backward)
         goto done;
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(go2));
-    VG_CALL(t, fold_gradient, PyArray_DATA(go2), PyArray_DATA(in[0]), g.n, g.o, P);
+    VG_CALL(t, fold_gradient, PyArray_DATA(go2), PyArray_DATA(in[0]), g.n, g.o, g.p);
     if (with_bias)
-        VG_CALL(t, bias_gradient, PyArray_DATA(gb), PyArray_DATA(go2), g.o, g.n * P);
+        VG_CALL(t, bias_gradient, PyArray_DATA(gb), PyArray_DATA(go2), g.o, g.np);
     NPY_END_THREADS;
-    if ((gw2 = product((PyObject *)go2, 0, (PyObject *)in[1], 1)) == NULL)
+    if ((gw2 = product(op, (PyObject *)go2, 0, (PyObject *)in[1], 1)) == NULL)
         goto done;
-    if (needs_x) {
-        if ((w2 = filters_as_matrix(in[2], &g)) == NULL || (gcols = product(w2, 1, (PyObject *)go2, 0)) == NULL)
+    if (needs_x && PyArray_SIZE(gx) > 0 && g.np > 0) { /* else gx is empty, or all zeros */
+        if ((w2 = filters_as_matrix(in[2], &g)) == NULL || (gcols = product(op, w2, 1, (PyObject *)go2, 0)) == NULL)
             goto done;
         NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gcols));
         VG_CALL(t, col2im, PyArray_DATA(gx), PyArray_DATA(gcols), &g);

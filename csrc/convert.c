@@ -3,7 +3,7 @@
  * axis checks. Every error names the op and the shapes or dtypes involved, so a student sees
  * "Add: shapes (3, 2) and (2, 3) differ" rather than a NumPy message from deep inside.
  */
-#include "vgrad.h"
+#include "checked.h"
 
 int vg_check_nargs(const char *op, Py_ssize_t nargs, Py_ssize_t expected)
 {
@@ -80,7 +80,9 @@ PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum)
     /* FORCECAST: long double to double is the one narrowing cast the dtype policy allows. */
     PyObject *arr = PyArray_FROMANY(obj, typenum, 0, 0,
                                     NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);
-    if (arr == NULL && PyErr_ExceptionMatches(PyExc_MemoryError) == 0) {
+    if (arr == NULL && PyErr_ExceptionMatches(PyExc_MemoryError))
+        vg_name_memory_error(op);
+    else if (arr == NULL) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
         PyErr_Format(PyExc_TypeError, "%s: cannot convert the input to %s: %S", op,
@@ -115,11 +117,13 @@ int vg_prepare(const char *op, PyObject *const *objs, int n, PyArrayObject **out
     return typenum;
 }
 
-/* NumPy refuses sizes that overflow ("array is too big"); say which op asked for it. */
+/* NumPy's refusals ("array is too big", "Unable to allocate 8.00 TiB ..."), with the op that asked. */
 static PyArrayObject *named_allocation_error(const char *op, int ndim, const npy_intp *dims)
 {
-    if (PyErr_ExceptionMatches(PyExc_MemoryError))
-        return NULL; /* already says what it is */
+    if (PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        vg_name_memory_error(op);
+        return NULL;
+    }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyObject *shape = PyArray_IntTupleFromIntp(ndim, (npy_intp *)dims);
@@ -133,14 +137,25 @@ static PyArrayObject *named_allocation_error(const char *op, int ndim, const npy
     return NULL;
 }
 
+/* ValueError naming the op unless an array of this shape and type can exist (checked.h's rule, NumPy's). */
+static int check_result_shape(const char *op, int ndim, const npy_intp *dims, int typenum)
+{
+    npy_intp itemsize = typenum == NPY_INTP ? (npy_intp)sizeof(npy_intp) : vg_itemsize(typenum);
+    return vg_check_shape(op, "the result", ndim, dims, itemsize);
+}
+
 PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int typenum)
 {
+    if (check_result_shape(op, ndim, dims, typenum) < 0)
+        return NULL;
     PyObject *arr = PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 
 PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int typenum)
 {
+    if (check_result_shape(op, ndim, dims, typenum) < 0)
+        return NULL;
     PyObject *arr = PyArray_ZEROS(ndim, (npy_intp *)dims, typenum, 0);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
@@ -179,13 +194,11 @@ int vg_parse_shape(const char *op, const char *what, PyObject *obj, PyArray_Dims
         PyErr_Format(PyExc_TypeError, "%s: %s must be a shape (a tuple of ints), got %R", op, what, obj);
         return -1;
     }
-    for (int i = 0; i < dims->len; i++) {
-        if (dims->ptr[i] < 0) {
-            PyErr_Format(PyExc_ValueError, "%s: %s %R has a negative dimension", op, what, obj);
-            PyDimMem_FREE(dims->ptr);
-            dims->ptr = NULL;
-            return -1;
-        }
+    /* No negative dimension, and no product of dimensions that overflows (the callers index with them). */
+    if (vg_check_shape(op, what, dims->len, dims->ptr, 1) < 0) {
+        PyDimMem_FREE(dims->ptr);
+        dims->ptr = NULL;
+        return -1;
     }
     return 0;
 }

@@ -188,8 +188,10 @@ static int check_per_channel(const char *op, const char *what, PyArrayObject *ar
     return -1;
 }
 
-/* x (N, C, ...) as N, C and the spatial size; ValueError if it has fewer than 2 dimensions. */
-static int channels_of(const char *op, PyArrayObject *x, npy_intp *N, npy_intp *C, npy_intp *Sp)
+/* x (N, C, ...) as N, C and the spatial size; ValueError if it has fewer than 2 dimensions. For an empty
+   x, *N is 0, so that the kernels do not count through C N empty rows (x may be (2**40, 2**10, 0)). *M is
+   the number of values per channel, N times the spatial size, of the array as it was given. */
+static int channels_of(const char *op, PyArrayObject *x, npy_intp *N, npy_intp *C, npy_intp *Sp, npy_intp *M)
 {
     if (PyArray_NDIM(x) < 2) {
         PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(x), PyArray_DIMS(x));
@@ -200,7 +202,12 @@ static int channels_of(const char *op, PyArrayObject *x, npy_intp *N, npy_intp *
     }
     *N = PyArray_DIM(x, 0), *C = PyArray_DIM(x, 1), *Sp = 1;
     for (int i = 2; i < PyArray_NDIM(x); i++)
-        *Sp *= PyArray_DIM(x, i);
+        if (vg_mul_sizes(op, "the spatial size", *Sp, PyArray_DIM(x, i), Sp) < 0)
+            return -1;
+    if (vg_mul_sizes(op, "the values per channel (N x spatial size)", *N, *Sp, M) < 0)
+        return -1;
+    if (PyArray_SIZE(x) == 0)
+        *N = 0;
     return 0;
 }
 
@@ -213,7 +220,7 @@ VG_BOUNDARY(batchnorm_forward)
                                         "the running variance"};
     PyArrayObject *in[5] = {NULL}, *out[5] = {NULL}; /* in: x, gamma, beta, mean, var; out: y, xhat, mean, var, invstd */
     PyObject *result = NULL;
-    npy_intp N, C, Sp;
+    npy_intp N, C, Sp, M;
     int t;
     if (vg_check_nargs(op, nargs, 6) < 0)
         return NULL;
@@ -235,12 +242,12 @@ VG_BOUNDARY(batchnorm_forward)
     for (int i = 3; i < n_in; i++) /* refuse the dtypes vgrad never computes with, as for the other inputs */
         if (vg_compute_type(op, &args[i], 1) < 0 || (in[i] = vg_as_contiguous(op, args[i], t)) == NULL)
             goto done;
-    if (channels_of(op, in[0], &N, &C, &Sp) < 0)
+    if (channels_of(op, in[0], &N, &C, &Sp, &M) < 0)
         goto done;
     for (int i = 1; i < n_in; i++)
         if (check_per_channel(op, names[i], in[i], C) < 0)
             goto done;
-    if (!given && N * Sp <= 1) {
+    if (!given && M <= 1) {
         PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(in[0]), PyArray_DIMS(in[0]));
         if (s)
             PyErr_Format(PyExc_ValueError, "%s: batch statistics need more than one value per channel, got an "
@@ -278,12 +285,12 @@ VG_BOUNDARY(batchnorm_backward)
     const char *op = "BatchNormalization backward";
     PyArrayObject *in[4] = {NULL}, *out[3] = {NULL}; /* go, xhat, gamma, invstd; gx, ggamma, gbeta */
     PyObject *result = NULL;
-    npy_intp N, C, Sp;
+    npy_intp N, C, Sp, M;
     int t, training;
     if (vg_check_nargs(op, nargs, 5) < 0 || (training = PyObject_IsTrue(args[4])) < 0 ||
         (t = vg_prepare(op, args, 4, in)) < 0)
         return NULL;
-    if (channels_of(op, in[0], &N, &C, &Sp) < 0 ||
+    if (channels_of(op, in[0], &N, &C, &Sp, &M) < 0 ||
         vg_check_same_shape(op, "the upstream gradient and xhat", "", in[0], in[1]) < 0 ||
         check_per_channel(op, "gamma", in[2], C) < 0 || check_per_channel(op, "invstd", in[3], C) < 0)
         goto done;
@@ -387,8 +394,13 @@ VG_BOUNDARY(cross_entropy_backward)
     PyArrayObject *in[2] = {NULL, NULL}, *idx = NULL, *g = NULL; /* go, softmax */
     Py_ssize_t divisor;
     int t;
-    if (vg_check_nargs(op, nargs, 4) < 0 || vg_parse_int(op, "divisor", args[3], &divisor) < 0 ||
-        (t = vg_prepare(op, args, 2, in)) < 0)
+    if (vg_check_nargs(op, nargs, 4) < 0 || vg_parse_int(op, "divisor", args[3], &divisor) < 0)
+        return NULL;
+    if (divisor < 0) { /* a count of rows: N for 'mean' (0 for an empty batch), 1 for 'sum' */
+        PyErr_Format(PyExc_ValueError, "%s: divisor must be >= 0 (the number of rows, or 1), got %zd", op, divisor);
+        return NULL;
+    }
+    if ((t = vg_prepare(op, args, 2, in)) < 0)
         return NULL;
     if (vg_check_ndim(op, "the saved softmax", in[1], 2) < 0)
         goto done;
@@ -435,6 +447,21 @@ VG_BOUNDARY(reshape)
     }
     if ((x = (PyArrayObject *)PyArray_FROM_OF(args[0], NPY_ARRAY_ENSUREARRAY)) == NULL)
         goto done;
+    /* NumPy refuses these too; refused here first, the message saying what was asked: dimensions (those
+       > 0) that multiply past what an array of x's dtype can hold. -1 (the one dimension NumPy works out)
+       and other negative values are left to NumPy's checks. */
+    npy_intp bytes = PyArray_ITEMSIZE(x);
+    for (int i = 0; i < shape.len; i++) {
+        if (shape.ptr[i] > 0 && __builtin_mul_overflow(bytes, shape.ptr[i], &bytes)) {
+            PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(x), PyArray_DIMS(x));
+            if (s)
+                PyErr_Format(PyExc_ValueError, "%s: the shape %R asked for an input of shape %S is too large", op,
+                             args[1], s);
+            Py_XDECREF(s);
+            Py_DECREF(x);
+            goto done;
+        }
+    }
     if ((y = PyArray_Newshape(x, &shape, NPY_CORDER)) == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
         PyErr_Clear();
         PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(x), PyArray_DIMS(x));

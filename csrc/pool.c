@@ -15,7 +15,7 @@ typedef struct {
     npy_intp planes, h, w; /* planes = N C images of H x W */
     npy_intp kh, kw, sh, sw;
     npy_intp oh, ow;
-} pooling;
+} pooling; /* every product of these that a kernel computes is checked by set_pooling / the boundary */
 
 /* ---- kernels ------------------------------------------------------------------------------------- */
 
@@ -93,18 +93,25 @@ VG_INSTANTIATE(DEFINE_POOL_KERNELS)
 static const char *const window_names[] = {"kernel_size (rows)", "kernel_size (columns)", "stride (rows)",
                                            "stride (columns)"};
 
-/* Window sizes and strides from args[0..3] and the image size from dims (N, C, H, W). */
-static int set_pooling(const char *op, PyObject *const *args, const npy_intp *dims, pooling *g)
+/* Window sizes and strides from args[0..3] and the image size from dims (N, C, H, W), an array's shape or
+   one checked by parse_xshape. The output (N, C, OH, OW) must be able to exist with elements of `itemsize`
+   bytes (ValueError otherwise), so the kernels' products of sizes cannot overflow. */
+static int set_pooling(const char *op, PyObject *const *args, const npy_intp *dims, npy_intp itemsize,
+                       pooling *g)
 {
     Py_ssize_t v[4];
+    npy_intp area;
     if (vg_parse_ints_at_least(op, window_names, args, 4, 1, v) < 0)
         return -1;
     g->kh = v[0], g->kw = v[1], g->sh = v[2], g->sw = v[3];
-    g->planes = dims[0] * dims[1], g->h = dims[2], g->w = dims[3];
-    if ((g->oh = vg_window_count(op, "height", g->h, g->kh, g->sh, 0)) < 0 ||
-        (g->ow = vg_window_count(op, "width", g->w, g->kw, g->sw, 0)) < 0)
+    g->h = dims[2], g->w = dims[3];
+    if (vg_mul_sizes(op, "the number of images (N x C)", dims[0], dims[1], &g->planes) < 0 ||
+        (g->oh = vg_window_count(op, "height", g->h, g->kh, g->sh, 0)) < 0 ||
+        (g->ow = vg_window_count(op, "width", g->w, g->kw, g->sw, 0)) < 0 ||
+        vg_mul_sizes(op, "the window (kh x kw)", g->kh, g->kw, &area) < 0)
         return -1;
-    return 0;
+    const npy_intp out[4] = {dims[0], dims[1], g->oh, g->ow};
+    return vg_check_shape(op, "the output", 4, out, itemsize);
 }
 
 /* ValueError unless go has the shape (N, C, OH, OW) the pooling produces. */
@@ -122,14 +129,16 @@ static int check_goutput(const char *op, PyArrayObject *go, const npy_intp *xdim
     return -1;
 }
 
-/* xshape from a Python shape, checked to be (N, C, H, W). */
-static int parse_xshape(const char *op, PyObject *obj, PyArray_Dims *xshape)
+/* xshape from a Python shape, checked to be (N, C, H, W) and the shape of an array of `itemsize`-byte
+   elements that can exist: the gradient gx is allocated with it and indexed with products of its sizes. */
+static int parse_xshape(const char *op, PyObject *obj, npy_intp itemsize, PyArray_Dims *xshape)
 {
     if (vg_parse_shape(op, "xshape", obj, xshape) < 0)
         return -1;
-    if (xshape->len == 4)
+    if (xshape->len == 4 && vg_check_shape(op, "xshape", 4, xshape->ptr, itemsize) == 0)
         return 0;
-    PyErr_Format(PyExc_ValueError, "%s: xshape must have 4 dimensions (N, C, H, W), got %R", op, obj);
+    if (xshape->len != 4)
+        PyErr_Format(PyExc_ValueError, "%s: xshape must have 4 dimensions (N, C, H, W), got %R", op, obj);
     PyDimMem_FREE(xshape->ptr);
     xshape->ptr = NULL;
     return -1;
@@ -145,7 +154,9 @@ VG_BOUNDARY(maxpool2d_forward)
     int t;
     if (vg_check_nargs(op, nargs, 5) < 0 || (t = vg_prepare(op, args, 1, &x)) < 0)
         return NULL;
-    if (vg_check_nchw(op, "the input x", x) < 0 || set_pooling(op, args + 1, PyArray_DIMS(x), &g) < 0)
+    /* (the indices are the larger elements: intp) */
+    if (vg_check_nchw(op, "the input x", x) < 0 ||
+        set_pooling(op, args + 1, PyArray_DIMS(x), (npy_intp)sizeof(npy_intp), &g) < 0)
         goto done;
     npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), g.oh, g.ow};
     if ((y = vg_empty(op, 4, dims, t)) == NULL || (idx = vg_empty(op, 4, dims, NPY_INTP)) == NULL)
@@ -169,9 +180,9 @@ VG_BOUNDARY(maxpool2d_backward)
     PyArrayObject *go = NULL, *idx = NULL, *gx = NULL;
     PyArray_Dims xshape = {NULL, 0};
     int t;
-    if (vg_check_nargs(op, nargs, 3) < 0 || parse_xshape(op, args[2], &xshape) < 0)
+    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare(op, args, 1, &go)) < 0)
         return NULL;
-    if ((t = vg_prepare(op, args, 1, &go)) < 0)
+    if (parse_xshape(op, args[2], vg_itemsize(t), &xshape) < 0)
         goto done;
     if (vg_check_nchw(op, "the upstream gradient", go) < 0 ||
         (idx = vg_as_indices(op, "indices", args[1], PyArray_SIZE(go))) == NULL)
@@ -180,6 +191,7 @@ VG_BOUNDARY(maxpool2d_backward)
         PyErr_Format(PyExc_ValueError, "%s: the upstream gradient and xshape %R differ in N or C", op, args[2]);
         goto done;
     }
+    /* xshape is checked (parse_xshape): N C and H W cannot overflow */
     pooling g = {xshape.ptr[0] * xshape.ptr[1], xshape.ptr[2], xshape.ptr[3], 1, 1, 1, 1,
                  PyArray_DIM(go, 2), PyArray_DIM(go, 3)};
     const npy_intp *v = PyArray_DATA(idx), plane = g.h * g.w;
@@ -191,6 +203,8 @@ VG_BOUNDARY(maxpool2d_backward)
         }
     }
     if ((gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
+        goto done;
+    if (PyArray_SIZE(go) == 0) /* gx is all zeros; the kernel would only count through N C empty planes */
         goto done;
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gx));
@@ -212,7 +226,8 @@ VG_BOUNDARY(avgpool2d_forward)
     int t;
     if (vg_check_nargs(op, nargs, 5) < 0 || (t = vg_prepare(op, args, 1, &x)) < 0)
         return NULL;
-    if (vg_check_nchw(op, "the input x", x) < 0 || set_pooling(op, args + 1, PyArray_DIMS(x), &g) < 0)
+    if (vg_check_nchw(op, "the input x", x) < 0 ||
+        set_pooling(op, args + 1, PyArray_DIMS(x), vg_itemsize(t), &g) < 0)
         goto done;
     npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), g.oh, g.ow};
     if ((y = vg_empty(op, 4, dims, t)) == NULL)
@@ -234,10 +249,11 @@ VG_BOUNDARY(avgpool2d_backward)
     PyArray_Dims xshape = {NULL, 0};
     pooling g;
     int t;
-    if (vg_check_nargs(op, nargs, 6) < 0 || parse_xshape(op, args[1], &xshape) < 0)
+    if (vg_check_nargs(op, nargs, 6) < 0 || (t = vg_prepare(op, args, 1, &go)) < 0)
         return NULL;
-    if ((t = vg_prepare(op, args, 1, &go)) < 0 || set_pooling(op, args + 2, xshape.ptr, &g) < 0 ||
-        check_goutput(op, go, xshape.ptr, &g) < 0 || (gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
+    if (parse_xshape(op, args[1], vg_itemsize(t), &xshape) < 0 ||
+        set_pooling(op, args + 2, xshape.ptr, vg_itemsize(t), &g) < 0 || check_goutput(op, go, xshape.ptr, &g) < 0 ||
+        (gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
         goto done;
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gx));

@@ -55,8 +55,8 @@ PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum);
    type, or returns -1 (with out[] all NULL) and an exception set. */
 int vg_prepare(const char *op, PyObject *const *objs, int n, PyArrayObject **out);
 
-/* A new uninitialised / zero-filled C-contiguous array; a size that overflows is a ValueError naming the
-   op, lack of memory a MemoryError. */
+/* A new uninitialised / zero-filled C-contiguous array; a shape no array can have (its sizes multiply past
+   NPY_MAX_INTP bytes) is a ValueError naming the op, lack of memory a MemoryError naming it. */
 PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int typenum);
 PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int typenum);
 
@@ -67,7 +67,8 @@ int vg_check_same_shape(const char *op, const char *what, const char *hint, PyAr
 /* Fail with ValueError unless arr has ndim dimensions. */
 int vg_check_ndim(const char *op, const char *what, PyArrayObject *arr, int ndim);
 
-/* A shape given by Python (tuple/list of ints), checked to be non-negative; PyDimMem_FREE(dims->ptr). */
+/* A shape given by Python (tuple/list of ints), checked to be non-negative with sizes (those that are not 0)
+   whose product fits in npy_intp, so that callers may multiply them; PyDimMem_FREE(dims->ptr). */
 int vg_parse_shape(const char *op, const char *what, PyObject *obj, PyArray_Dims *dims);
 
 /* A Python int, range-checked; -1 with an exception otherwise (check PyErr_Occurred). */

@@ -1,8 +1,10 @@
 """Tests for vgrad.data: load_synth's draws, and the MNIST / Fashion-MNIST loaders on small fake files."""
 import gzip
+import io
 import os
 import pickle
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -322,3 +324,142 @@ def test_real_fashion_mnist_from_debian_package(monkeypatch, tmp_path):
     np.testing.assert_array_equal(np.bincount(ytrain), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(ytest), [1000] * 10)
     np.testing.assert_array_equal(ytrain[:5], [9, 0, 0, 3, 0])  # the published first labels
+
+
+# ---------------------------------------------------------------- mnist.pkl is read without running code
+
+def vugrad_mnist_pickle(directory):
+    """The dict that vugrad's mnist.py (save_mnist) pickles into mnist.pkl, made as it makes it: np.frombuffer
+    over each decompressed IDX file, images flattened to (N, 784), keyed like vugrad's `filename` table. A small
+    data set (read with final=True), so that the many pickles made here stay quick."""
+    rng = np.random.default_rng(99)
+    arrays = {"train_x": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+              "train_y": rng.integers(0, 10, 12, dtype=np.uint8),
+              "test_x": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+              "test_y": rng.integers(0, 10, 3, dtype=np.uint8)}
+    write_idx_set(directory, arrays)
+    mnist = {}
+    for key, name in [("training_images", "train_x"), ("test_images", "test_x")]:
+        with gzip.open(directory / FILES[name], "rb") as f:
+            mnist[key] = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28 * 28)
+    for key, name in [("training_labels", "train_y"), ("test_labels", "test_y")]:
+        with gzip.open(directory / FILES[name], "rb") as f:
+            mnist[key] = np.frombuffer(f.read(), np.uint8, offset=8)
+    return arrays, mnist
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_vugrad_mnist_pickle_loads(env, protocol):
+    arrays, mnist = vugrad_mnist_pickle(env / "idx")
+    with open("mnist.pkl", "wb") as f:
+        pickle.dump(mnist, f, protocol=protocol)
+    (xtrain, ytrain), (xtest, ytest), _ = data.load_mnist(final=True, flatten=False, shuffle_seed=-1)
+    np.testing.assert_array_equal(xtrain, arrays["train_x"])
+    np.testing.assert_array_equal(ytrain, arrays["train_y"])
+    np.testing.assert_array_equal(xtest, arrays["test_x"])
+    np.testing.assert_array_equal(ytest, arrays["test_y"])
+
+
+def old_numpy_pickle(obj, protocol, monkeypatch):
+    """obj pickled as NumPy 1.x pickles it: its array functions under numpy.core, not NumPy 2's numpy._core.
+    (The pure-Python pickler asks pickle.whichmodule for each function's module; NumPy 2 still answers to the
+    old module name, so the pickler's check that the name leads back to the function passes.)"""
+    real = pickle.whichmodule
+    monkeypatch.setattr(pickle, "whichmodule", lambda o, name: real(o, name).replace("numpy._core", "numpy.core"))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # NumPy 2: numpy.core is deprecated
+        pickle._Pickler(buffer, protocol).dump(obj)
+    monkeypatch.setattr(pickle, "whichmodule", real)
+    raw = buffer.getvalue()
+    assert b"numpy.core." in raw and b"numpy._core" not in raw
+    return raw
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_mnist_pickle_written_by_numpy_1_loads(env, protocol, monkeypatch):
+    arrays, mnist = vugrad_mnist_pickle(env / "idx")
+    (env / "cwd" / "mnist.pkl").write_bytes(old_numpy_pickle(mnist, protocol, monkeypatch))
+    (xtrain, _), (_, ytest), _ = data.load_mnist(final=True, flatten=False, shuffle_seed=-1)
+    np.testing.assert_array_equal(xtrain, arrays["train_x"])
+    np.testing.assert_array_equal(ytest, arrays["test_y"])
+
+
+class RunsAShellCommand:
+    def __reduce__(self):
+        return (os.system, ("touch marker",))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_mnist_pickle_that_runs_code_is_refused(env, protocol):
+    _, mnist = vugrad_mnist_pickle(env / "idx")
+    mnist["training_labels"] = RunsAShellCommand()
+    with open("mnist.pkl", "wb") as f:
+        pickle.dump(mnist, f, protocol=protocol)
+    with pytest.raises(data.UnsafePickleError) as err:
+        data.load_mnist()
+    assert not os.path.exists("marker") and not (env / "marker").exists()
+    message = str(err.value)
+    assert f"{os.system.__module__}.system" in message  # what it found
+    assert os.path.abspath("mnist.pkl") in message
+    assert "vugrad's format" in message and "a dict of NumPy arrays" in message  # what vgrad reads
+    assert "Delete" in message and "IDX files" in message  # what to do
+    assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("culprit", [
+    "builtins.eval", "subprocess.Popen", "numpy.load", "numpy.matrix", "pickle.loads", "builtins.getattr"])
+def test_mnist_pickle_naming_any_other_global_is_refused(env, culprit):
+    module, name = culprit.rsplit(".", 1)
+    # GLOBAL then a call with one string: what any pickle that runs something looks like (protocol 0)
+    payload = f"c{module}\n{name}\n(Vprint(1)\ntR.".encode()
+    (env / "cwd" / "mnist.pkl").write_bytes(payload)
+    with pytest.raises(data.UnsafePickleError, match=f"refusing to load {culprit}"):
+        data.load_mnist()
+
+
+def test_mnist_pickle_with_an_object_array_is_refused(env):
+    _, mnist = vugrad_mnist_pickle(env / "idx")
+    mnist["test_labels"] = np.array([1, "two", None], dtype=object)
+    with open("mnist.pkl", "wb") as f:
+        pickle.dump(mnist, f)
+    with pytest.raises(data.UnsafePickleError, match="dtype object"):
+        data.load_mnist()
+
+
+def test_mnist_pickle_with_a_structured_array_is_refused(env):
+    _, mnist = vugrad_mnist_pickle(env / "idx")
+    mnist["test_labels"] = np.zeros(3, dtype=[("a", "u1"), ("b", "O")])
+    with open("mnist.pkl", "wb") as f:
+        pickle.dump(mnist, f)
+    with pytest.raises(data.UnsafePickleError, match="refusing to load a NumPy array of dtype"):
+        data.load_mnist()
+
+
+def test_mnist_pickle_with_a_uint8_dtype_flagged_as_holding_objects_is_refused(env):
+    # numpy.dtype's __setstate__ takes the flags as given: a uint8 dtype flagged "holds objects" makes NumPy
+    # treat the bytes as object pointers. Such a state is refused before it reaches NumPy.
+    _, mnist = vugrad_mnist_pickle(env / "idx")
+    raw = pickle.dumps(mnist, protocol=2)
+    plain_state = b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"  # (..., None, None, None, -1, -1, 0)
+    assert plain_state in raw
+    (env / "cwd" / "mnist.pkl").write_bytes(raw.replace(plain_state, plain_state.replace(b"K\x00t", b"K?t")))
+    with pytest.raises(data.UnsafePickleError, match="not that of a plain uint8"):
+        data.load_mnist()
+
+
+def test_mnist_pickle_that_is_not_a_dict_of_arrays_says_what_it_holds(env):
+    with open("mnist.pkl", "wb") as f:
+        pickle.dump([1, 2, 3], f)
+    with pytest.raises(ValueError, match="found a list") as err:
+        data.load_mnist()
+    assert "a dict of NumPy arrays" in str(err.value)
+    _, mnist = vugrad_mnist_pickle(env / "idx")
+    mnist["test_labels"] = mnist["test_labels"].tolist()
+    with open("mnist.pkl", "wb") as f:
+        pickle.dump(mnist, f)
+    with pytest.raises(ValueError, match="test_labels is a list, not a NumPy array"):
+        data.load_mnist()
+    (env / "cwd" / "mnist.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="not a readable pickle"):
+        data.load_mnist()

@@ -9,14 +9,19 @@ import hashlib
 import io
 import os
 import pickle
+import signal
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
+import vgrad
 from vgrad import data
 
 IDX_NAMES = {
@@ -30,10 +35,11 @@ IDX_NAMES = {
 # ---------------------------------------------------------------- the server
 
 class Server:
-    """Serves `files` (URL path -> bytes); `modes` (URL path -> 'stop' or 'short') misbehave."""
+    """Serves `files` (URL path -> bytes); `modes` (URL path -> 'stop', 'short' or 'hang') misbehave."""
 
     def __init__(self):
         self.files, self.modes, self.requests = {}, {}, []
+        self.release = threading.Event()  # ends the 'hang' mode's wait
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,9 +56,11 @@ class Server:
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if mode == "stop":  # announces everything, sends half, hangs up
+                if mode in ("stop", "hang"):  # announces everything, sends half, then hangs up (or waits)
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
+                    if mode == "hang":
+                        server.release.wait(60)
                     self.close_connection = True
                     return
                 self.wfile.write(body)
@@ -66,6 +74,7 @@ class Server:
         self.thread.start()
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()
@@ -292,6 +301,127 @@ def test_download_creates_the_directory(tmp_path, server):
     assert target.read_bytes() == b"abc"
 
 
+# ---------------------------------------------------------------- what a killed download leaves behind
+
+# Holds an exclusive flock on a file, as a live download holds one on its temporary file, until killed.
+LOCKER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+def backdate(path, seconds=3600):
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def child_env():
+    return dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(vgrad.__file__))))
+
+
+@pytest.fixture
+def processes():
+    """Child processes started by a test; killed (SIGKILL) at its end if still alive."""
+    started = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_stale_partial_downloads_are_removed_and_live_ones_kept(env, server, mnist_served, processes):
+    target = env / "data" / "mnist"
+    target.mkdir(parents=True)
+    stale = target / ".train-images-idx3-ubyte.gz.k1ll3d00.part"  # its process was killed an hour ago
+    stale.write_bytes(b"the first half")
+    backdate(stale)
+    live = target / ".train-labels-idx1-ubyte.gz.a1ive000.part"  # another process's download, in progress
+    live.write_bytes(b"in progress")
+    backdate(live)  # a download stalled for an hour, or whose process is stopped: still alive, still locked
+    processes.append(subprocess.Popen([sys.executable, "-c", LOCKER, str(live)], stdout=subprocess.PIPE, text=True))
+    assert processes[0].stdout.readline().strip() == "locked"
+    fresh = target / ".t10k-images-idx3-ubyte.gz.n3wf1le0.part"  # just made, not yet locked by its download
+    fresh.write_bytes(b"")
+    unrelated = target / "notes.part"  # not a name vgrad gives its temporary files
+    unrelated.write_bytes(b"mine")
+    backdate(unrelated)
+
+    arrays, _ = mnist_served
+    (_, ytrain), _, _ = data.load_mnist(final=True, shuffle_seed=-1)
+    np.testing.assert_array_equal(ytrain, arrays["training_labels"])
+    assert not stale.exists()
+    assert live.read_bytes() == b"in progress" and fresh.exists() and unrelated.read_bytes() == b"mine"
+
+    processes[0].kill()  # SIGKILL: the other download dies without cleaning up; the kernel drops its lock
+    processes[0].wait(timeout=30)
+    data.load_mnist(final=True)  # every file is there now: no download, but the loader still cleans up
+    assert not live.exists()
+    assert fresh.exists() and unrelated.exists()
+    assert len(server.requests) == 4
+
+
+def test_download_killed_with_sigkill_is_cleaned_up_by_the_next_call(env, server, monkeypatch, processes):
+    arrays, files = fake_idx_set(5)
+    # Incompressible images, so that the half served before the server stalls fills a few of download's reads.
+    arrays["training_images"] = np.random.default_rng(5).integers(0, 256, (400, 28, 28), dtype=np.uint8)
+    arrays["training_labels"] = np.zeros(400, np.uint8)
+    files = {IDX_NAMES[k]: idx_gz(v) for k, v in arrays.items()}
+    serve(server, monkeypatch, "mnist", "mnist", files, "VGRAD_MNIST_URL")
+    name = "train-images-idx3-ubyte.gz"
+    target = env / "data" / "mnist"
+    server.modes[f"/mnist/{name}"] = "hang"
+
+    code = "import sys; from vgrad import data; data.download(sys.argv[1], sys.argv[2], timeout=300, progress=False)"
+    processes.append(subprocess.Popen([sys.executable, "-c", code, f"{server.url}/mnist/{name}", str(target / name)],
+                                      env=child_env()))
+    deadline = time.monotonic() + 60
+    while not (leftovers(target) and os.path.getsize(target / leftovers(target)[0]) >= 1 << 16):
+        assert time.monotonic() < deadline and processes[0].poll() is None, "the download did not start"
+        time.sleep(0.05)
+    part = target / leftovers(target)[0]
+    assert part.name.startswith(f".{name}.")
+
+    backdate(part)  # even when it looks old, a live download's file is not touched: its process holds the lock
+    data._remove_stale_parts(str(target), [name])
+    assert part.exists()
+
+    processes[0].send_signal(signal.SIGKILL)
+    processes[0].wait(timeout=30)
+    assert part.exists()  # what SIGKILL leaves: no handler ran
+    backdate(part)
+
+    del server.modes[f"/mnist/{name}"]
+    (xtrain, _), _, _ = data.load_mnist(final=True, flatten=False, shuffle_seed=-1)
+    np.testing.assert_array_equal(xtrain, arrays["training_images"])
+    assert leftovers(target) == []
+
+
+def test_recent_part_files_are_left_alone(tmp_path):
+    # A download creates its temporary file, then locks it: a moment when a live download's file is unlocked.
+    part = tmp_path / ".f.bin.abcd1234.part"
+    part.write_bytes(b"")
+    backdate(part, data.STALE_PART_SECONDS - 10)
+    data._remove_stale_parts(str(tmp_path), ["f.bin"])
+    assert part.exists()
+    backdate(part, data.STALE_PART_SECONDS + 10)
+    data._remove_stale_parts(str(tmp_path), ["f.bin"])
+    assert not part.exists()
+
+
+def test_without_locks_only_day_old_part_files_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "fcntl", None)  # Windows, say: a live download's file cannot be told by its lock
+    hours, days = tmp_path / ".f.bin.hours000.part", tmp_path / ".f.bin.days0000.part"
+    for path, age in ((hours, 3 * 3600), (days, 2 * 24 * 3600)):
+        path.write_bytes(b"x")
+        backdate(path, age)
+    data._remove_stale_parts(str(tmp_path), ["f.bin"])
+    assert hours.exists() and not days.exists()
+
+
 # ---------------------------------------------------------------- CIFAR-10
 
 def cifar_batch(images, labels, name):
@@ -385,6 +515,42 @@ def test_cifar10_refuses_pickles_that_run_code(env, server, monkeypatch):
     with pytest.raises(ValueError, match="data_batch_3.*refusing to load"):
         data.load_cifar10()
     assert ran == []
+
+
+def python2_cifar_batch(images, labels):
+    """A batch byte for byte as Python 2's cPickle (protocol 2) and NumPy 1.x wrote the real ones: str as
+    SHORT_BINSTRING/BINSTRING (bytes when read with encoding="bytes"), NumPy under numpy.core."""
+    def short(b):
+        return b"U" + bytes([len(b)]) + b
+    n = len(images)
+    out = b"\x80\x02}(" + short(b"data")
+    out += b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + short(b"b") + b"\x87R"
+    out += b"(K\x01M" + struct.pack("<H", n) + b"M\x00\x0c\x86cnumpy\ndtype\n" + short(b"u1") + b"K\x00K\x01\x87R"
+    out += b"(K\x03" + short(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89"
+    out += b"T" + struct.pack("<I", n * 3072) + images.reshape(n, 3072).tobytes() + b"tb"
+    out += short(b"labels") + b"](" + b"".join(b"K" + bytes([int(v)]) for v in labels) + b"e"
+    return out + short(b"batch_label") + short(b"training batch 1 of 5") + b"u."
+
+
+def test_cifar10_batches_pickled_by_python_2_load(env):
+    batches = fake_cifar()
+    raw = python2_cifar_batch(*batches["data_batch_1"])
+    assert pickle.loads(raw, encoding="bytes")[b"labels"] == list(batches["data_batch_1"][1])  # the format is right
+    archive = cifar_archive(batches, extra={name: python2_cifar_batch(*batch) for name, batch in batches.items()})
+    (env / "data" / "cifar10").mkdir(parents=True)
+    (env / "data" / "cifar10" / "cifar-10-python.tar.gz").write_bytes(archive)
+    (xtrain, ytrain), (xtest, ytest), _ = data.load_cifar10(final=True, shuffle_seed=-1)
+    np.testing.assert_array_equal(xtrain, np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)]))
+    np.testing.assert_array_equal(ytest, batches["test_batch"][1])
+
+
+def test_cifar10_batch_with_an_object_array_is_refused(env):
+    batches = fake_cifar()
+    evil = pickle.dumps({b"data": np.array([1, "x"], dtype=object), b"labels": []}, protocol=2)
+    (env / "data" / "cifar10").mkdir(parents=True)
+    (env / "data" / "cifar10" / "cifar-10-python.tar.gz").write_bytes(cifar_archive(batches, {"test_batch": evil}))
+    with pytest.raises(ValueError, match="test_batch.*refusing to load a NumPy array of dtype object"):
+        data.load_cifar10()
 
 
 def test_cifar10_truncated_archive_is_not_kept(env, server, monkeypatch):

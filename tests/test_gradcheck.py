@@ -243,3 +243,26 @@ def test_misuse_raises_type_errors(rng):
         vg.gradcheck(lambda x: x.value * 2, np.ones(2))
     with pytest.raises(ValueError, match='at least one input'):
         vg.gradcheck(vg.Exp)
+
+
+@pytest.mark.parametrize('settings,message', [
+    ({'eps': 0}, 'gradcheck: eps, the step of the central differences, must be a finite number greater than 0, '
+                 'got 0'),
+    ({'eps': -1e-6}, 'eps, the step of the central differences, must be a finite number greater than 0, got -1e-06'),
+    ({'eps': float('nan')}, 'eps, the step of the central differences, must be a finite number greater than 0, '
+                            'got nan'),
+    ({'atol': -1e-5}, 'gradcheck: atol, an absolute tolerance, must be a finite number >= 0, got -1e-05'),
+    ({'rtol': float('nan')}, 'gradcheck: rtol, a relative tolerance, must be a finite number >= 0, got nan'),
+    ({'rtol': float('inf')}, 'gradcheck: rtol, a relative tolerance, must be a finite number >= 0, got inf'),
+])
+def test_nonsensical_step_and_tolerances_are_refused(settings, message):
+    # eps=0 used to be a bare ZeroDivisionError; a negative or NaN tolerance fails (or passes) everything
+    with pytest.raises(ValueError) as err:
+        vg.gradcheck(vg.Sigmoid, np.ones(3), **settings)
+    assert message in str(err.value)
+    with pytest.raises(TypeError, match='gradcheck: eps, the step of the central differences, must be a number'):
+        vg.gradcheck(vg.Sigmoid, np.ones(3), eps='1e-6')
+
+
+def test_zero_tolerances_are_allowed(rng):
+    assert vg.gradcheck(vg.Sigmoid, rng.standard_normal(3), atol=0.0, rtol=1e-3)

@@ -109,3 +109,77 @@ def test_blitz_cnn_matches_torch_with_the_same_weights(np_random_state):
     torch.optim.Adam(tparams, lr=0.01).step()
     for tp, p in zip(tparams, net.parameters()):
         np.testing.assert_allclose(p.value.reshape(tp.shape), tp.detach().numpy(), rtol=1e-10, atol=1e-13)
+
+
+# ---- nonsensical sizes and settings: a ValueError (or TypeError) naming the module and the value, at
+# construction, not a ZeroDivisionError from the initialisation or a NaN in training
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: vg.Conv2d(3, 4, 0), "Conv2d: kernel_size must be at least 1, got 0"),
+    (lambda: vg.Conv2d(3, 4, (3, 0)), "Conv2d: kernel_size must be at least 1, got (3, 0)"),
+    (lambda: vg.Conv2d(3, 4, -1), "Conv2d: kernel_size must be at least 1, got -1"),
+    (lambda: vg.Conv2d(3, 4, (1, 2, 3)), "Conv2d: kernel_size must be an int or a pair of ints, got (1, 2, 3)"),
+    (lambda: vg.Conv2d(0, 4, 3), "Conv2d: in_channels must be at least 1, got 0"),
+    (lambda: vg.Conv2d(3, 0, 3), "Conv2d: out_channels must be at least 1, got 0"),
+    (lambda: vg.Conv2d(3, -4, 3), "Conv2d: out_channels must be at least 1, got -4"),
+    (lambda: vg.Conv2d(3, 4, 3, stride=0), "Conv2d: stride must be at least 1, got 0"),
+    (lambda: vg.Conv2d(3, 4, 3, stride=(1, 0)), "Conv2d: stride must be at least 1, got (1, 0)"),
+    (lambda: vg.Conv2d(3, 4, 3, padding=-1), "Conv2d: padding must be at least 0, got -1"),
+    (lambda: vg.MaxPool2d(0), "MaxPool2d: kernel_size must be at least 1, got 0"),
+    (lambda: vg.MaxPool2d(2, stride=0), "MaxPool2d: stride must be at least 1, got 0"),
+    (lambda: vg.AvgPool2d(0), "AvgPool2d: kernel_size must be at least 1, got 0"),
+    (lambda: vg.AvgPool2d(2, stride=0), "AvgPool2d: stride must be at least 1, got 0"),
+    (lambda: vg.AvgPool2d((2, -2)), "AvgPool2d: kernel_size must be at least 1, got (2, -2)"),
+    (lambda: vg.Dropout(1.5), "Dropout: p must lie in [0, 1], got 1.5"),
+    (lambda: vg.Dropout(-0.1), "Dropout: p must lie in [0, 1], got -0.1"),
+    (lambda: vg.Dropout(float("nan")), "Dropout: p must lie in [0, 1], got nan"),
+    (lambda: vg.BatchNorm1d(0), "BatchNorm1d: num_features must be at least 1, got 0"),
+    (lambda: vg.BatchNorm2d(-3), "BatchNorm2d: num_features must be at least 1, got -3"),
+    (lambda: vg.BatchNorm1d(3, eps=0), "BatchNorm1d: eps must be a finite number greater than 0, got 0"),
+    (lambda: vg.BatchNorm2d(3, eps=-1e-5), "BatchNorm2d: eps must be a finite number greater than 0, got -1e-05"),
+    (lambda: vg.BatchNorm1d(3, eps=float("inf")), "BatchNorm1d: eps must be a finite number greater than 0, got inf"),
+    (lambda: vg.BatchNorm1d(3, momentum=1.5), "BatchNorm1d: momentum must lie in [0, 1], got 1.5"),
+    (lambda: vg.BatchNorm1d(3, momentum=float("nan")), "BatchNorm1d: momentum must lie in [0, 1], got nan"),
+])
+def test_nonsensical_module_settings_are_refused_at_construction(make, message):
+    with pytest.raises(ValueError) as err:
+        make()
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: vg.Conv2d(3, 4, 2.5), "Conv2d: kernel_size must be an int, got 2.5"),
+    (lambda: vg.Conv2d(3.0, 4, 3), "Conv2d: in_channels must be an int, got 3.0"),
+    (lambda: vg.MaxPool2d("2"), "MaxPool2d: kernel_size must be an int, got '2'"),
+    (lambda: vg.Dropout("0.5"), "Dropout: p must be a number, got '0.5'"),
+    (lambda: vg.BatchNorm1d(3, momentum=None), "BatchNorm1d: momentum must be a number, got None"),
+])
+def test_settings_of_the_wrong_type_are_named(make, message):
+    with pytest.raises(TypeError) as err:
+        make()
+    assert str(err.value) == message
+
+
+def test_numpy_integers_are_sizes_too():
+    conv = vg.Conv2d(np.int64(3), np.int64(4), np.int64(3), stride=np.int32(1))
+    assert conv.w.value.shape == (4, 3, 3, 3)
+    assert vg.MaxPool2d(np.int64(2))(vg.TensorNode(np.zeros((1, 1, 4, 4)))).value.shape == (1, 1, 2, 2)
+
+
+def test_batch_norm_of_an_input_without_channels_is_refused():
+    x = vg.TensorNode(np.zeros((4, 0)))
+    with pytest.raises(ValueError, match=r"batch_norm: the input has no channels \(shape \(4, 0\)\)"):
+        vg.batch_norm(x, np.zeros(0), np.ones(0), training=True)
+    with pytest.raises(ValueError, match="batch_norm: eps must be a finite number greater than 0, got 0"):
+        vg.batch_norm(vg.TensorNode(np.ones((4, 2))), None, None, training=True, eps=0)
+    with pytest.raises(ValueError, match="batch_norm: momentum must lie in"):
+        vg.batch_norm(vg.TensorNode(np.ones((4, 2))), np.zeros(2), np.ones(2), training=True, momentum=-1)
+
+
+def test_dropout_of_everything_gives_zeros_as_in_pytorch(rng):
+    # p = 1 is allowed, as in PyTorch: every element is dropped, and nothing is divided by 1 - p = 0
+    x = vg.TensorNode(rng.standard_normal((3, 4)))
+    y = vg.Dropout(1.0)(x)
+    np.testing.assert_array_equal(y.value, np.zeros((3, 4)))
+    vg.Sum.do_forward(y).backward()
+    np.testing.assert_array_equal(x.grad, np.zeros((3, 4)))

@@ -205,3 +205,84 @@ def test_cnn_mode_dispatches_to_train_cnn(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--optimizer" in out and "--batchnorm" in out and "--residual" in out
+
+
+# ---------------------------------------------------------------- nonsensical flag values
+
+@pytest.mark.parametrize("flags,complaint", [
+    (["-l", "nan"], "argument -l/--learning-rate: must be a finite number, got nan"),
+    (["-l", "inf"], "argument -l/--learning-rate: must be a finite number, got inf"),
+    (["-l", "-0.1"], "argument -l/--learning-rate: must be greater than 0, got -0.1"),
+    (["-l", "0"], "argument -l/--learning-rate: must be greater than 0, got 0"),
+    (["-l", "fast"], "argument -l/--learning-rate: must be a number, got 'fast'"),
+    (["-b", "0"], "argument -b/--batch-size: must be at least 1, got 0"),
+    (["-b", "-5"], "argument -b/--batch-size: must be at least 1, got -5"),
+    (["-b", "2.5"], "argument -b/--batch-size: must be a whole number, got '2.5'"),
+    (["-e", "-1"], "argument -e/--epochs: must be at least 0, got -1"),
+    (["--hidden-mult", "0"], "argument --hidden-mult: must be at least 1, got 0"),
+    (["--depth", "0"], "argument --depth: must be at least 1, got 0"),
+    (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["--seed", str(2 ** 32)], "argument --seed: must be less than 2**32"),
+])
+def test_nonsensical_flag_values_are_refused(flags, complaint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(flags)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: vgrad-train" in err and complaint in err
+
+
+@pytest.mark.parametrize("flags,complaint", [
+    (["--lr", "nan"], "argument --lr: must be a finite number, got nan"),
+    (["--lr", "0"], "argument --lr: must be greater than 0, got 0"),
+    (["--momentum", "-0.5"], "argument --momentum: must lie in [0, 1), got -0.5"),
+    (["--momentum", "1"], "argument --momentum: must lie in [0, 1), got 1"),
+    (["--momentum", "nan"], "argument --momentum: must be a finite number, got nan"),
+    (["--dropout", "1"], "argument --dropout: must lie in [0, 1), got 1"),
+    (["--dropout", "-0.1"], "argument --dropout: must lie in [0, 1), got -0.1"),
+    (["--epochs", "-1"], "argument --epochs: must be at least 0, got -1"),
+    (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["--limit", "0"], "argument --limit: must be at least 1, got 0"),
+    (["--seed", "-3"], "argument --seed: must be at least 0, got -3"),
+])
+def test_nonsensical_cnn_flag_values_are_refused(flags, complaint, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # refused before any data is loaded
+        train.main(["cnn", *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: vgrad-train cnn" in err and complaint in err
+
+
+def test_nan_learning_rate_is_refused_by_the_command_before_training():
+    for args in (["-l", "nan", "-e", "1"], ["cnn", "--lr", "nan", "--limit", "8", "--epochs", "1"]):
+        result = cli(*args, check=False)
+        assert result.returncode == 2, result.stdout
+        assert "must be a finite number, got nan" in result.stderr
+        assert "Starting training" not in result.stdout and "Traceback" not in result.stderr
+
+
+def test_zero_epochs_is_allowed(capsys):
+    assert train.main(["-e", "0", "--no-progress"]) == 0
+    assert "## Finished training" in capsys.readouterr().out
+
+
+def test_fit_refuses_nonsensical_settings():
+    model = train.Network(2, 2)
+    data = (np.zeros((4, 2)), np.zeros(4, dtype=int))
+    for kwargs, complaint in [({"lr": float("nan")}, "learning rate"), ({"lr": -1.0}, "learning rate"),
+                              ({"batch_size": 0}, "batch_size"), ({"epochs": -1}, "epochs")]:
+        settings = dict(epochs=1, batch_size=2, lr=0.1, progress=False, verbose=False) | kwargs
+        with pytest.raises(ValueError, match=f"fit: .*{complaint}"):
+            train.fit(model, data, data, **settings)
+    with pytest.raises(ValueError, match="hidden_mult must be at least 1, got 0"):
+        train.Network(2, 2, hidden_mult=0)
+
+
+def test_mnist_pickle_that_runs_code_is_refused_by_the_command(tmp_path):
+    (tmp_path / "mnist.pkl").write_bytes(b"cos\nsystem\n(Vtouch marker\ntR.")  # os.system('touch marker')
+    result = cli("-D", "mnist", cwd=tmp_path, check=False,
+                 env={"VGRAD_DATA": str(tmp_path / "data"), "VGRAD_MNIST_URL": closed_port_url()})
+    assert result.returncode == 1
+    assert not (tmp_path / "marker").exists()
+    assert "refusing to load os.system" in result.stderr and "Delete" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -15,6 +15,9 @@ gradient (transposes it, say) is caught: with all-ones upstream gradients it wou
 The projection is a small NumPy op defined here, not built from vgrad's own ops, so that a broken built-in op
 cannot hide a broken backward.
 """
+import math
+import numbers
+
 import numpy as np
 
 from .core import Op, TensorNode
@@ -55,8 +58,8 @@ def gradcheck(f, *arrays, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
         list/tuple of them (an op with several outputs returns a list). Outputs of any shape are reduced to a
         scalar with a fixed random projection.
     :param arrays: the input values; they are copied to float64 and never changed.
-    :param eps: the step of the central differences.
-    :param atol, rtol: an element passes when |analytic - numeric| <= atol + rtol * |numeric|.
+    :param eps: the step of the central differences, a finite number > 0.
+    :param atol, rtol: an element passes when |analytic - numeric| <= atol + rtol * |numeric|; finite, >= 0.
     :param raise_exception: if False, return False on a mismatch instead of raising.
     :param seed: seeds the random projection (np.random's global state is not touched).
     :param kwargs: constant keyword arguments passed on to f (the op's dim=..., indices=...).
@@ -64,6 +67,9 @@ def gradcheck(f, *arrays, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     :raises GradcheckError: (an AssertionError) on a mismatch, with a table of the worst elements; also when
         f changes its input arrays in place, which makes its backward (and the check) meaningless.
     """
+    _check_setting('eps', eps, 'the step of the central differences', positive=True)
+    _check_setting('atol', atol, 'an absolute tolerance')
+    _check_setting('rtol', rtol, 'a relative tolerance')
     name = _describe(f)
     function = _as_function(f)
     inputs = [np.array(a.value if isinstance(a, TensorNode) else a, dtype=np.float64) for a in arrays]
@@ -112,6 +118,16 @@ def gradcheck(f, *arrays, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     if report:
         return _fail(report, raise_exception)
     return True
+
+
+def _check_setting(what, value, meaning, positive=False):
+    """A ValueError naming gradcheck and the value, rather than a ZeroDivisionError (eps=0) or a check that
+    nothing can pass (a negative tolerance) or everything passes (a NaN one)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f'gradcheck: {what}, {meaning}, must be a number, got {value!r}')
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f'gradcheck: {what}, {meaning}, must be a finite number '
+                         f'{"greater than 0" if positive else ">= 0"}, got {value}')
 
 
 def _fail(message, raise_exception):

@@ -12,11 +12,51 @@ The ops themselves (each with its C kernels and NumPy reference) are in nn_ops.p
 weights, dropout masks) come from np.random, so np.random.seed(...) makes a run repeatable.
 """
 import math
+import numbers
 
 import numpy as np
 
 from .core import Module, TensorNode
 from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
+
+# ---- checks of the arguments, made when a module is built: a bad size fails there, named, rather than as a
+# ZeroDivisionError in its initialisation or a NaN in training
+
+def _int(owner, what, value, least):
+    """value as an int, if it is an int (Python's or NumPy's, not a bool) of at least `least`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f'{owner}: {what} must be an int, got {value!r}')
+    if value < least:
+        raise ValueError(f'{owner}: {what} must be at least {least}, got {value}')
+    return int(value)
+
+
+def _int_pair(owner, what, value, least):
+    """An int or a pair of ints (rows, columns), each at least `least`, as a pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f'{owner}: {what} must be an int or a pair of ints, got {value!r}')
+        for v in value:
+            if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v < least:
+                raise ValueError(f'{owner}: {what} must be at least {least}, got {tuple(value)!r}')
+        return tuple(_int(owner, what, v, least) for v in value)
+    value = _int(owner, what, value, least)
+    return value, value
+
+
+def _number(owner, what, value, low, high=None, low_open=False):
+    """value, if it is a real number (not NaN or infinite) of at least low (greater than low if low_open) and,
+    if high is given, at most high."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f'{owner}: {what} must be a number, got {value!r}')
+    if not (math.isfinite(value) and (value > low if low_open else value >= low) and (high is None or value <= high)):
+        if high is not None:
+            wanted = f'lie in [{low:g}, {high:g}]'
+        else:
+            wanted = f'be a finite number {"greater than" if low_open else "of at least"} {low:g}'
+        raise ValueError(f'{owner}: {what} must {wanted}, got {value}')
+    return value
+
 
 # ---- functions ------------------------------------------------------------------------------------------
 
@@ -43,8 +83,7 @@ def dropout(x, p=0.5, training=True):
     In training, zero each element of x with probability p and scale the rest by 1 / (1 - p), so that the
     expected value is unchanged; otherwise return x itself. The mask is drawn with np.random.
     """
-    if not 0 <= p <= 1:
-        raise ValueError(f'dropout: p must lie in [0, 1], got {p}')
+    _number('dropout', 'p', p, 0, 1)
     if not training or p == 0:
         return x
     keep = np.random.random_sample(x.value.shape) < 1 - p
@@ -61,6 +100,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     None means 1 and 0.
     """
     channels = x.value.shape[1] if x.value.ndim >= 2 else 0
+    if x.value.ndim >= 2 and channels == 0:
+        raise ValueError(f'batch_norm: the input has no channels (shape {x.value.shape}): nothing to normalise')
+    _number('batch_norm', 'eps', eps, 0, low_open=True)
+    if training and running_mean is not None:
+        _number('batch_norm', 'momentum', momentum, 0, 1)
     dtype = x.value.dtype if x.value.dtype.kind == 'f' else np.float64
     if weight is None:
         weight = TensorNode(np.ones(channels, dtype=dtype))
@@ -70,7 +114,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         y = BatchNormalization.do_forward(x, weight, bias, eps=eps)
         if training and running_mean is not None:
             context = y.source.context
-            m = x.value.size // channels
+            m = x.value.shape[0] * math.prod(x.value.shape[2:])  # values per channel (also with no channels)
             running_mean[...] = momentum * context['mean'] + (1 - momentum) * running_mean
             running_var[...] = momentum * (context['var'] * (m / (m - 1))) + (1 - momentum) * running_var
         return y
@@ -111,9 +155,19 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__()
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        in_channels = _int('Conv2d', 'in_channels', in_channels, 1)
+        out_channels = _int('Conv2d', 'out_channels', out_channels, 1)
+        kh, kw = _int_pair('Conv2d', 'kernel_size', kernel_size, 1)
+        _int_pair('Conv2d', 'stride', stride, 1)
+        _int_pair('Conv2d', 'padding', padding, 0)
+        shape = (out_channels, in_channels, kh, kw)
         bound = 1 / math.sqrt(in_channels * kh * kw)
-        self.w = TensorNode(np.random.uniform(-bound, bound, (out_channels, in_channels, kh, kw)))
+        try:
+            w = np.random.uniform(-bound, bound, shape)
+        except (ValueError, MemoryError) as e:  # NumPy's message does not say which layer asked
+            kind = MemoryError if isinstance(e, MemoryError) else ValueError
+            raise kind(f'Conv2d: cannot make filters of shape {shape}: {e}') from e
+        self.w = TensorNode(w)
         self.b = TensorNode(np.random.uniform(-bound, bound, out_channels)) if bias else None
         self.stride, self.padding = stride, padding
 
@@ -124,6 +178,9 @@ class Conv2d(Module):
 class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
+        _int_pair('MaxPool2d', 'kernel_size', kernel_size, 1)
+        if stride is not None:
+            _int_pair('MaxPool2d', 'stride', stride, 1)
         self.kernel_size, self.stride = kernel_size, stride
 
     def forward(self, x):
@@ -133,6 +190,9 @@ class MaxPool2d(Module):
 class AvgPool2d(Module):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
+        _int_pair('AvgPool2d', 'kernel_size', kernel_size, 1)
+        if stride is not None:
+            _int_pair('AvgPool2d', 'stride', stride, 1)
         self.kernel_size, self.stride = kernel_size, stride
 
     def forward(self, x):
@@ -140,13 +200,12 @@ class AvgPool2d(Module):
 
 
 class Dropout(Module):
-    """Dropout with probability p in training mode (module.train()); the identity after module.eval()."""
+    """Dropout with probability p in training mode (module.train()); the identity after module.eval().
+    p = 1 drops everything (the output and its gradient are zeros), as in PyTorch."""
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f'Dropout: p must lie in [0, 1], got {p}')
-        self.p = p
+        self.p = _number('Dropout', 'p', p, 0, 1)
 
     def forward(self, x):
         return dropout(x, self.p, self.training)
@@ -160,6 +219,10 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
+        name = type(self).__name__
+        num_features = _int(name, 'num_features', num_features, 1)
+        _number(name, 'eps', eps, 0, low_open=True)  # 0 divides by zero on a constant channel
+        _number(name, 'momentum', momentum, 0, 1)
         self.weight = TensorNode(np.ones(num_features))
         self.bias = TensorNode(np.zeros(num_features))
         self.running_mean = np.zeros(num_features)

@@ -14,8 +14,10 @@ over it; then the accuracy after the last epoch. A progress bar on stderr counts
 
 The functions here (Network, fit, plot_history) are also what the notebooks use.
 """
+import math
+import numbers
 import sys
-from argparse import ArgumentParser, BooleanOptionalAction
+from argparse import ArgumentParser, ArgumentTypeError, BooleanOptionalAction
 
 import numpy as np
 
@@ -43,6 +45,8 @@ class Network(Module):
         super().__init__()
         if depth < 1:
             raise ValueError(f"Network: depth must be at least 1 (one hidden layer), got {depth}")
+        if hidden_mult < 1:
+            raise ValueError(f"Network: hidden_mult must be at least 1, got {hidden_mult}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"Network: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         hidden_size = hidden_mult * input_size
@@ -114,6 +118,12 @@ def fit(model, train, val, epochs, batch_size=128, lr=0.01, progress=True, verbo
     """
     from tqdm import tqdm
 
+    if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"fit: the learning rate must be a finite number >= 0, got {lr!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be an int of at least 1, got {batch_size!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an int of at least 0, got {epochs!r}")
     xtrain, ytrain = train
     xval, yval = val
 
@@ -165,26 +175,83 @@ def plot_history(history, path, title=None):
     figure.savefig(path, dpi=100)
 
 
+# ---- flag types: nonsensical values are refused by argparse (exit status 2, naming the flag) before any data is
+# loaded, rather than trained on: `-l nan` would otherwise train NaN weights and exit 0. train_cnn.py uses them too.
+
+def positive_int(text):
+    """An int >= 1 (a batch size, a depth)."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text):
+    """An int >= 0 (a number of epochs)."""
+    return _int_at_least(text, 0)
+
+
+def random_seed(text):
+    """A seed for np.random.seed: an int in [0, 2**32)."""
+    value = _int_at_least(text, 0)
+    if value >= 2 ** 32:
+        raise ArgumentTypeError(f"must be less than 2**32 (np.random.seed's range), got {text}")
+    return value
+
+
+def positive_float(text):
+    """A finite float > 0 (a learning rate)."""
+    value = _finite_float(text)
+    if not value > 0:
+        raise ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def fraction(text):
+    """A finite float in [0, 1) (a momentum, a dropout probability)."""
+    value = _finite_float(text)
+    if not 0 <= value < 1:
+        raise ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _int_at_least(text, least):
+    try:
+        value = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < least:
+        raise ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     parser = ArgumentParser(prog="vgrad-train", description=__doc__.strip().splitlines()[0].split(": ", 1)[1],
                             epilog="`vgrad-train cnn --help` lists the options of the CNN mode.")
     parser.add_argument("-D", "--dataset", dest="data", default="synth", choices=DATASETS,
                         help="Which dataset to use (default synth, which needs no download).")
-    parser.add_argument("-b", "--batch-size", dest="batch_size", default=128, type=int,
+    parser.add_argument("-b", "--batch-size", dest="batch_size", default=128, type=positive_int,
                         help="The batch size (instances per forward/backward pass).")
-    parser.add_argument("-e", "--epochs", dest="epochs", default=20, type=int,
+    parser.add_argument("-e", "--epochs", dest="epochs", default=20, type=nonnegative_int,
                         help="The number of epochs (complete passes over the training data).")
-    parser.add_argument("-l", "--learning-rate", dest="lr", default=0.01, type=float,
+    parser.add_argument("-l", "--learning-rate", dest="lr", default=0.01, type=positive_float,
                         help="The learning rate: the size of the gradient descent steps. "
                              "0.1 works well for synth, 0.0001 for MNIST.")
     parser.add_argument("--activation", default="sigmoid", choices=tuple(ACTIVATIONS),
                         help="The non-linearity of the hidden layers.")
-    parser.add_argument("--hidden-mult", dest="hidden_mult", default=4, type=int,
+    parser.add_argument("--hidden-mult", dest="hidden_mult", default=4, type=positive_int,
                         help="How many times bigger each hidden layer is than the input layer.")
-    parser.add_argument("--depth", default=1, type=int, help="The number of hidden layers.")
+    parser.add_argument("--depth", default=1, type=positive_int, help="The number of hidden layers.")
     parser.add_argument("--residual", action="store_true",
                         help="Add a skip connection around each hidden layer after the first (needs --depth 2+).")
-    parser.add_argument("--seed", default=None, type=int,
+    parser.add_argument("--seed", default=None, type=random_seed,
                         help="Seed np.random with this before loading the data (fixes the synthetic data and "
                              "the initial weights).")
     parser.add_argument("--plot", metavar="FILE.png", default=None,
@@ -192,8 +259,6 @@ def parse_args(argv=None):
     parser.add_argument("--progress", default=True, action=BooleanOptionalAction,
                         help="Show a progress bar per epoch on stderr.")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.epochs < 0 or args.hidden_mult < 1 or args.depth < 1:
-        parser.error("--batch-size, --hidden-mult and --depth must be at least 1, --epochs at least 0")
     if args.residual and args.depth < 2:
         parser.error("--residual adds skip connections around the hidden layers after the first: "
                      "give --depth 2 or more")
@@ -204,7 +269,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["cnn"]:  # `vgrad-train cnn ...`: the CNN of questions 11-12 (vgrad/train_cnn.py)
         from .train_cnn import main as train_cnn
-        train_cnn(argv[1:])
+        train_cnn(argv[1:], prog="vgrad-train cnn")
         return 0
     args = parse_args(argv)
     if args.seed is not None:
@@ -212,8 +277,8 @@ def main(argv=None):
 
     try:
         (xtrain, ytrain), (xval, yval), num_classes = load_data(args.data)
-    except FileNotFoundError as e:  # no data and no download: the message says where to put the files
-        print(f"vgrad-train: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError) as e:  # no data and no download, or a file vgrad won't read: the
+        print(f"vgrad-train: {e}", file=sys.stderr)  # message says where to put the files, or what to do
         return 1
     print("## loaded data:")
     print(f"         number of instances: {xtrain.shape[0]} in training, {xval.shape[0]} in validation")

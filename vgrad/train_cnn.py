@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 import vgrad as vg
+from vgrad.train import fraction, nonnegative_int, positive_float, positive_int, random_seed
 
 
 class CNN(vg.Module):
@@ -65,22 +66,24 @@ class CNN(vg.Module):
         return self.fc3(h)  # logits: vg.cross_entropy applies the softmax
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None, prog=None):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument('--dataset', default='fashion', choices=['fashion', 'cifar10'],
                         help='fashion: Fashion-MNIST (default, read from disk); cifar10: CIFAR-10')
     parser.add_argument('--optimizer', default='adam', choices=['adam', 'sgd'])
-    parser.add_argument('--lr', type=float, default=None, help='learning rate (default 1e-3 for adam and sgd)')
-    parser.add_argument('--momentum', type=float, default=0.9, help="SGD's momentum (default 0.9)")
-    parser.add_argument('--epochs', type=int, default=5)
-    parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--dropout', type=float, default=0.0, metavar='P')
+    parser.add_argument('--lr', type=positive_float, default=None,
+                        help='learning rate (default 1e-3 for adam and sgd)')
+    parser.add_argument('--momentum', type=fraction, default=0.9, help="SGD's momentum, in [0, 1) (default 0.9)")
+    parser.add_argument('--epochs', type=nonnegative_int, default=5)
+    parser.add_argument('--batch-size', type=positive_int, default=64)
+    parser.add_argument('--dropout', type=fraction, default=0.0, metavar='P',
+                        help='the probability of dropping a unit, in [0, 1)')
     parser.add_argument('--conv3', action='store_true')
     parser.add_argument('--residual', action='store_true')
     parser.add_argument('--batchnorm', action='store_true')
     parser.add_argument('--dtype', default='float32', choices=['float32', 'float64'])
-    parser.add_argument('--seed', type=int, default=0, help='seeds np.random: weights, shuffling and dropout')
-    parser.add_argument('--limit', type=int, default=None,
+    parser.add_argument('--seed', type=random_seed, default=0, help='seeds np.random: weights, shuffling and dropout')
+    parser.add_argument('--limit', type=positive_int, default=None,
                         help='use only the first LIMIT training images (and LIMIT // 4 test images)')
     parser.add_argument('--quick', action='store_true',
                         help='a smoke test: 2000 training images, 1 epoch (also with VGRAD_QUICK=1)')
@@ -91,8 +94,6 @@ def parse_args(argv=None):
         args.epochs = 1
     if args.lr is None:
         args.lr = 1e-3
-    if not 0 <= args.dropout < 1:
-        parser.error(f'--dropout must lie in [0, 1), got {args.dropout}')
     return args
 
 
@@ -163,9 +164,10 @@ def plot_losses(losses, path, title):
     plt.close(fig)
 
 
-def main(argv=None):
-    """Runs the experiment; returns a dict with the per-epoch accuracies, the batch losses and the time."""
-    args = parse_args(argv)
+def main(argv=None, prog=None):
+    """Runs the experiment; returns a dict with the per-epoch accuracies, the batch losses and the time.
+    prog: the program's name in usage and error messages (default: the script's)."""
+    args = parse_args(argv, prog)
     np.random.seed(args.seed)
     dtype = np.dtype(args.dtype).type
     xtrain, ytrain, xtest, ytest = load_data(args.dataset, dtype, args.limit)
