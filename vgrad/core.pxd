@@ -33,7 +33,7 @@ cpdef _clear(TensorNode top)
                stack=list, pending=list)
 cpdef _backpropagate(TensorNode loss)
 
-@cython.locals(node=TensorNode, output=TensorNode, outputs=list, i=Py_ssize_t, fresh=bint)
+@cython.locals(node=TensorNode, outputs=list, i=Py_ssize_t, fresh=bint)
 cpdef _run_backward(OpNode opnode)
 
 cpdef object grad_dtype(object value)

@@ -347,8 +347,7 @@ def _run_backward(opnode):
     op = opnode.op
     outputs = opnode.outputs
     if len(outputs) == 1:
-        output = outputs[0]
-        ginputs = op.backward(opnode.context, output._grad if output._grad is not None else output.grad)
+        ginputs = op.backward(opnode.context, outputs[0].grad)
     else:
         ginputs = op.backward(opnode.context, *[output.grad for output in outputs])
     inputs = opnode.inputs
