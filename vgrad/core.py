@@ -32,6 +32,7 @@ import numpy as np
 from . import _C
 
 _FLOAT64 = np.dtype(np.float64)
+_ndarray = np.ndarray  # (one global lookup instead of two, where every node passes)
 
 # This file is compiled by Cython when vgrad is built (core.pxd next to it declares the types; the code is
 # this file's, unchanged): for the small tensors of the course's networks the interpreter's cost per graph
@@ -52,6 +53,10 @@ class _GradMode(threading.local):
 
 
 _grad_mode = _GradMode()
+# How many no_grad() blocks are open, in all threads. Reading a thread-local costs about as much as the rest of
+# an op's bookkeeping, so ops read _grad_mode only while some no_grad() is open somewhere.
+_no_grad_blocks = 0
+_no_grad_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -65,12 +70,17 @@ def no_grad():
     Ops still compute their outputs, but record no OpNode, so nothing needs clear() and nothing is kept
     for backward(). The outputs have requires_grad False.
     """
+    global _no_grad_blocks
     previous = _grad_mode.enabled
     _grad_mode.enabled = False
+    with _no_grad_lock:
+        _no_grad_blocks += 1
     try:
         yield
     finally:
         _grad_mode.enabled = previous
+        with _no_grad_lock:
+            _no_grad_blocks -= 1
 
 
 class TensorNode:
@@ -95,7 +105,7 @@ class TensorNode:
             gradient is computed for it, which saves work, and its .grad stays zero.
         """
         self.name = name
-        self.value = value if isinstance(value, np.ndarray) else np.asarray(value)
+        self.value = value if isinstance(value, _ndarray) else np.asarray(value)
         self.source = source
         self._grad = None  # allocated on first use; see the grad property
         self.debug = False
@@ -364,7 +374,7 @@ def _run_backward(opnode):
         grad = ginputs[i]
         if grad is None or not node.requires_grad:
             continue  # the op declares that no gradient flows there, or none is wanted
-        if type(grad) is not np.ndarray:
+        if type(grad) is not _ndarray:
             if not isinstance(grad, (np.ndarray, numbers.Number, np.generic, list)):
                 raise TypeError(f'{op.__name__}.backward returned a {type(grad).__name__} for input {i}, not an '
                                 f'array')
@@ -474,7 +484,7 @@ def _apply(cls, inputs, kwargs):
     several = type(outputs_raw) is tuple
     node_class = _node_class
 
-    if not (tracked and _grad_mode.enabled):
+    if not tracked or (_no_grad_blocks and not _grad_mode.enabled):
         # No gradient wanted (vg.no_grad(), or no input requires one): the outputs are plain values, returned
         # as with a graph (one node, or a list of them when forward returns a tuple of two or more).
         if not several:
