@@ -56,8 +56,8 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n)
             break;
         default:
             PyErr_Format(PyExc_TypeError,
-                         "%s: unsupported dtype %S; vgrad computes in float32 or float64 "
-                         "(integer and bool arrays are computed in float64)", op, (PyObject *)d);
+                         "%s: unsupported dtype %S; vgrad computes with float32, float64, integer and bool "
+                         "arrays", op, (PyObject *)d);
             Py_DECREF(d);
             return -1;
         }

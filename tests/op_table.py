@@ -51,7 +51,7 @@ class OpEntry:
     op: type
     samples: Callable  # (dtype, rng) -> list of Sample; the same number and shapes for every dtype
     errors: List[ErrorCase]
-    ints: bool = True  # integer inputs are meaningful (computed in float64)
+    ints: bool = True  # integer inputs are meaningful (NumPy's dtypes for the course's ops, float64 for the CNN's)
     bools: bool = True  # bool inputs are meaningful
     passthrough: bool = False  # forward returns its input or a view of it: the input's dtype is kept
     large: Callable = None  # like samples, but big enough for blocked, threaded or GIL-free code paths
