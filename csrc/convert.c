@@ -68,18 +68,25 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n)
 
 PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum)
 {
+    return vg_as_contiguous_order(op, obj, typenum, 0);
+}
+
+PyArrayObject *vg_as_contiguous_order(const char *op, PyObject *obj, int typenum, int fortran)
+{
     /* The common case first, without NumPy's general conversion machinery: already an ndarray of the
-       right type, C-contiguous, aligned and in native byte order. Small arrays make this path matter. */
+       right type, contiguous, aligned and in native byte order. Small arrays make this path matter. */
     if (PyArray_CheckExact(obj)) {
         PyArrayObject *a = (PyArrayObject *)obj;
-        if (PyArray_TYPE(a) == typenum && PyArray_ISCARRAY_RO(a) && PyArray_ISNOTSWAPPED(a)) {
+        if (PyArray_TYPE(a) == typenum && (fortran ? PyArray_ISFARRAY_RO(a) : PyArray_ISCARRAY_RO(a)) &&
+            PyArray_ISNOTSWAPPED(a)) {
             Py_INCREF(obj);
             return a;
         }
     }
     /* FORCECAST: long double to double is the one narrowing cast the dtype policy allows. */
     PyObject *arr = PyArray_FROMANY(obj, typenum, 0, 0,
-                                    NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);
+                                    (fortran ? NPY_ARRAY_FARRAY_RO : NPY_ARRAY_IN_ARRAY) | NPY_ARRAY_ENSUREARRAY |
+                                        NPY_ARRAY_FORCECAST);
     if (arr == NULL && PyErr_ExceptionMatches(PyExc_MemoryError) == 0) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
@@ -136,6 +143,12 @@ static PyArrayObject *named_allocation_error(const char *op, int ndim, const npy
 PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int typenum)
 {
     PyObject *arr = PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
+    return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
+}
+
+PyArrayObject *vg_empty_order(const char *op, int ndim, const npy_intp *dims, int typenum, int fortran)
+{
+    PyObject *arr = PyArray_EMPTY(ndim, (npy_intp *)dims, typenum, fortran);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 

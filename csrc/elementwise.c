@@ -17,7 +17,9 @@
  * and log are NumPy's own loops (npyloops.c). Which of its code paths NumPy's exp and log loops take depends
  * on the strides they are called with, so a float64 input that is not C-contiguous (and aligned, in native
  * byte order) goes to np.exp or np.log itself. float32 uses vexp.c and libm (faster; may differ in the last
- * bits). Other dtypes are declined (vg_prepare_exact): the op's NumPy Reference computes them.
+ * bits). Other dtypes are declined (vg_prepare_exact): the op's NumPy Reference computes them. Results are
+ * C-ordered, or Fortran-ordered where every input is (vg_prepare_elementwise), as NumPy lays them out, so that
+ * a sum further on adds them in NumPy's order.
  */
 #include "vgrad.h"
 
@@ -58,15 +60,15 @@ static PyObject *map1(PyObject *module, const char *op, PyObject *const *args, P
                       unary_kernel k)
 {
     PyArrayObject *x;
-    int t;
+    int t, fortran;
     if (vg_check_nargs(op, nargs, 1) < 0)
         return NULL;
     if (ufunc != NULL && PyArray_Check(args[0]) && PyArray_TYPE((PyArrayObject *)args[0]) == NPY_DOUBLE &&
         !vg_is_plain_c(args[0], NPY_DOUBLE))
         return vg_call_ufunc(ufunc, args[0]);
-    if ((t = vg_prepare_exact(module, op, args, 1, &x, VG_MIXED_OK)) < 0)
+    if ((t = vg_prepare_elementwise(module, op, args, 1, &x, VG_MIXED_OK, &fortran)) < 0)
         return NULL;
-    PyArrayObject *y = vg_empty(op, PyArray_NDIM(x), PyArray_DIMS(x), t);
+    PyArrayObject *y = vg_empty_order(op, PyArray_NDIM(x), PyArray_DIMS(x), t, fortran);
     if (y != NULL) {
         const vg_loops *L = &vg_numpy(module)->loops;
         npy_intp n = PyArray_SIZE(x);
@@ -88,12 +90,12 @@ static PyObject *map2(PyObject *module, const char *op, const char *what, const 
                       Py_ssize_t nargs, int mixing, binary_kernel k)
 {
     PyArrayObject *in[2];
-    int t;
-    if (vg_check_nargs(op, nargs, 2) < 0 || (t = vg_prepare_exact(module, op, args, 2, in, mixing)) < 0)
+    int t, fortran;
+    if (vg_check_nargs(op, nargs, 2) < 0 || (t = vg_prepare_elementwise(module, op, args, 2, in, mixing, &fortran)) < 0)
         return NULL;
     PyArrayObject *y = NULL;
     if (vg_check_same_shape(op, what, hint, in[0], in[1]) == 0)
-        y = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t);
+        y = vg_empty_order(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t, fortran);
     if (y != NULL) {
         npy_intp n = PyArray_SIZE(in[0]);
         NPY_BEGIN_THREADS_DEF;
@@ -113,15 +115,15 @@ static PyObject *map3to2(PyObject *module, const char *op, PyObject *const *args
                          gradient_pair_kernel k)
 {
     PyArrayObject *in[3], *out[2] = {NULL, NULL};
-    int t;
-    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare_exact(module, op, args, 3, in, mixing)) < 0)
+    int t, fortran;
+    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare_elementwise(module, op, args, 3, in, mixing, &fortran)) < 0)
         return NULL;
     PyObject *result = NULL;
     if (vg_check_same_shape(op, "the inputs a and b", "", in[1], in[2]) < 0 ||
         vg_check_same_shape(op, "the upstream gradient and the input a", "", in[0], in[1]) < 0)
         goto done;
     for (int i = 0; i < 2; i++)
-        if ((out[i] = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t)) == NULL)
+        if ((out[i] = vg_empty_order(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t, fortran)) == NULL)
             goto done;
     npy_intp n = PyArray_SIZE(in[0]);
     NPY_BEGIN_THREADS_DEF;

@@ -243,7 +243,8 @@ int vg_compute_type_exact(PyObject *module, const char *op, PyObject *const *obj
     return vg_compute_type(op, objs, n);
 }
 
-int vg_prepare_exact(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out, int mixing)
+static int prepare(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out, int mixing,
+                   int fortran)
 {
     for (int i = 0; i < n; i++)
         out[i] = NULL;
@@ -251,12 +252,29 @@ int vg_prepare_exact(PyObject *module, const char *op, PyObject *const *objs, in
     if (typenum < 0)
         return -1;
     for (int i = 0; i < n; i++) {
-        if ((out[i] = vg_as_contiguous(op, objs[i], typenum)) == NULL) {
+        if ((out[i] = vg_as_contiguous_order(op, objs[i], typenum, fortran)) == NULL) {
             vg_release(out, i);
             return -1;
         }
     }
     return typenum;
+}
+
+int vg_prepare_exact(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out, int mixing)
+{
+    return prepare(module, op, objs, n, out, mixing, 0);
+}
+
+int vg_prepare_elementwise(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out,
+                           int mixing, int *fortran)
+{
+    int f = 1, only_fortran = 0;
+    for (int i = 0; i < n && f; i++) {
+        f = PyArray_Check(objs[i]) && PyArray_IS_F_CONTIGUOUS((PyArrayObject *)objs[i]);
+        only_fortran |= f && !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)objs[i]);
+    }
+    *fortran = f && only_fortran;
+    return prepare(module, op, objs, n, out, mixing, *fortran);
 }
 
 int vg_is_plain_c(PyObject *obj, int typenum)

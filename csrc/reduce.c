@@ -306,7 +306,11 @@ VG_BOUNDARY(normalize_forward)
     NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
     VG_CALL(t, normalize_forward, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(s), rows, cols);
     NPY_END_THREADS;
-    result = PyTuple_Pack(2, y, s);
+    if (PyArray_Check(args[0]) && PyArray_IS_F_CONTIGUOUS((PyArrayObject *)args[0]) &&
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)args[0])) /* NumPy's x / sumd keeps x's Fortran order */
+        Py_SETREF(y, (PyArrayObject *)PyArray_NewCopy(y, NPY_FORTRANORDER));
+    if (y != NULL)
+        result = PyTuple_Pack(2, y, s);
 done:
     Py_XDECREF(x);
     Py_XDECREF(y);

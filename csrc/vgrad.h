@@ -122,6 +122,9 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n);
    it must. NULL with an exception naming the op otherwise. */
 PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum);
 
+/* The same in Fortran order when `fortran` is set (element-wise kernels read any contiguous memory). */
+PyArrayObject *vg_as_contiguous_order(const char *op, PyObject *obj, int typenum, int fortran);
+
 /* Convert n objects to the common compute type; fills out[0..n-1] with new references and returns the
    type, or returns -1 (with out[] all NULL) and an exception set. */
 int vg_prepare(const char *op, PyObject *const *objs, int n, PyArrayObject **out);
@@ -130,6 +133,7 @@ int vg_prepare(const char *op, PyObject *const *objs, int n, PyArrayObject **out
    op, lack of memory a MemoryError. */
 PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int typenum);
 PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int typenum);
+PyArrayObject *vg_empty_order(const char *op, int ndim, const npy_intp *dims, int typenum, int fortran);
 
 /* Fail with ValueError unless a and b have the same shape; `hint` ("" or "; ...") ends the message. */
 int vg_check_same_shape(const char *op, const char *what, const char *hint, PyArrayObject *a,
@@ -166,6 +170,12 @@ void vg_release(PyArrayObject **arr, int n);
    the compute type, or -1. */
 enum { VG_MIXED_OK = 0, VG_SAME_FLOAT = 1 };
 int vg_prepare_exact(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out, int mixing);
+
+/* vg_prepare_exact for the element-wise kernels, which keep NumPy's layout of the result: when every
+   argument is an array in Fortran order (and not also in C order), NumPy's element-wise result is in Fortran
+   order, and so are out[] and *fortran is set; otherwise C order. (A later sum then adds in NumPy's order.) */
+int vg_prepare_elementwise(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out,
+                           int mixing, int *fortran);
 
 /* vg_compute_type with vg_prepare_exact's declining: the compute type, or -1 (exception set). */
 int vg_compute_type_exact(PyObject *module, const char *op, PyObject *const *objs, int n, int mixing);

@@ -127,6 +127,38 @@ def test_sums_are_numpys(shape, kind, rng):
                              f"Expand backward dim={dim} {name}")
 
 
+def graph_of(ops, x, w):
+    """A graph of element-wise ops and sums over x and w (TensorNodes): the loss."""
+    h = ops.Multiply.do_forward(ops.Sigmoid.do_forward(x), w)
+    h = ops.Add.do_forward(h, ops.Div.do_forward(x, ops.Exp.do_forward(w)))
+    p = ops.Normalize.do_forward(ops.Exp.do_forward(ops.Sub.do_forward(h, x)))
+    return ops.Sum.do_forward(ops.Multiply.do_forward(ops.Log.do_forward(p), h))
+
+
+class _References:
+    def __getattr__(self, name):
+        return getattr(vg, name).Reference
+
+
+@pytest.mark.parametrize("layout", ["C", "fortran", "transposed", "strided"])
+def test_graphs_of_other_layouts_give_numpys_numbers(layout, rng):
+    """Element-wise results keep NumPy's layout where every input is Fortran-ordered, so that a sum further on
+    adds in NumPy's order: a graph fed such arrays gives the numbers of the same graph of References (NumPy)."""
+    f = ALL_LAYOUTS[layout]
+    x0, w0 = f(rng.standard_normal((37, 29))), f(rng.standard_normal((37, 29)))
+    results = []
+    for ops in (vg, _References()):
+        x, w = vg.TensorNode(x0), vg.TensorNode(w0)
+        loss = graph_of(ops, x, w)
+        loss.backward()
+        results.append((loss.value, x.grad, w.grad))
+        loss.clear()
+    for got, want in zip(*results):
+        assert_exact(got, want)
+    if layout == "fortran":
+        assert vg.Sigmoid.forward({}, x0).flags.f_contiguous and vg.Add.forward({}, x0, w0).flags.f_contiguous
+
+
 @pytest.mark.parametrize("outer", [1, 2, 5])
 @pytest.mark.parametrize("inner", [1, 2, 3, 7, 8, 9, 64])
 @pytest.mark.parametrize("length", [0, 1, 2, 7, 8, 9, 100, 1000])

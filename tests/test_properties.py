@@ -159,7 +159,8 @@ def check_array(got, dtype, shape, what, contiguous=True):
     assert isinstance(got, np.ndarray), f"{what}: got a {type(got).__name__}"
     assert got.dtype == dtype, f"{what}: dtype {got.dtype}, expected {dtype}"
     assert got.shape == tuple(shape), f"{what}: shape {got.shape}, expected {tuple(shape)}"
-    assert got.flags.c_contiguous or got.size == 0 or not contiguous
+    # C-ordered; Fortran-ordered where NumPy's is (element-wise results of Fortran-ordered inputs)
+    assert got.flags.c_contiguous or got.flags.f_contiguous or got.size == 0 or not contiguous
 
 
 def same_special(got, want, what):
