@@ -480,8 +480,8 @@ static void with_reference_dealloc(PyObject *self)
     Py_DECREF(type);
 }
 
-/* __name__, __qualname__ and __doc__ are the kernel method's, so that help() and inspect read it
-   as the op's method (__wrapped__ leads inspect.getsource and inspect.signature to it). */
+/* __name__ and __qualname__ are the kernel method's, so that reprs and tracebacks name the op's method
+   (__wrapped__ leads inspect.getsource and inspect.signature to it). */
 static PyObject *kernel_attribute(PyObject *self, void *name)
 {
     with_reference *w = (with_reference *)self;
@@ -513,11 +513,18 @@ static PyMemberDef with_reference_members[] = {
 static PyGetSetDef with_reference_getset[] = {
     {"__name__", kernel_attribute, NULL, NULL, "__name__"},
     {"__qualname__", kernel_attribute, NULL, NULL, "__qualname__"},
-    {"__doc__", kernel_attribute, NULL, NULL, "__doc__"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+PyDoc_STRVAR(with_reference_doc,
+             "with_reference(method, reference)\n--\n\n"
+             "A built-in op's forward or backward (vgrad/ops.py): calls `method`, the C-backed one, and when its kernel "
+             "declines the arguments (vgrad._C.UseReference: a dtype other than float32/float64, or a float64 "
+             "layout whose NumPy order of evaluation it does not reproduce) calls `reference`, the same method of "
+             "the op's NumPy Reference, with the same arguments. `__wrapped__` is `method`.");
+
 static PyType_Slot with_reference_slots[] = {
+    {Py_tp_doc, (void *)with_reference_doc},
     {Py_tp_new, with_reference_new},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_traverse, with_reference_traverse},
