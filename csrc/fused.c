@@ -193,19 +193,19 @@ VG_BOUNDARY(logsoftmax_forward)
         vg_decline(module, op, "NumPy lays exp(x - max) out, and sums it, in the order of x's memory layout");
         goto done;
     }
-    if ((out[0] = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (out[1] = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL ||
-        (out[2] = vg_empty(op, 1, &rows, t)) == NULL || (out[3] = vg_empty(op, 1, &rows, NPY_INTP)) == NULL ||
-        (out[4] = vg_empty(op, 1, &rows, t)) == NULL)
+    if ((out[0] = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL ||
+        (out[1] = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (out[2] = vg_empty(op, 1, &rows, t)) == NULL ||
+        (out[3] = vg_empty(op, 1, &rows, NPY_INTP)) == NULL || (out[4] = vg_empty(op, 1, &rows, t)) == NULL)
         goto done;
     const vg_loops *L = &vg_numpy(module)->loops;
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
     if (t == NPY_FLOAT)
-        logsoftmax_forward_f32(L, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]), PyArray_DATA(out[4]),
-                               PyArray_DATA(out[3]), PyArray_DATA(x), rows, cols);
+        logsoftmax_forward_f32(L, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
+                               PyArray_DATA(out[4]), PyArray_DATA(out[3]), PyArray_DATA(x), rows, cols);
     else
-        logsoftmax_forward_f64(L, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]), PyArray_DATA(out[4]),
-                               PyArray_DATA(out[3]), PyArray_DATA(x), rows, cols);
+        logsoftmax_forward_f64(L, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
+                               PyArray_DATA(out[4]), PyArray_DATA(out[3]), PyArray_DATA(x), rows, cols);
     NPY_END_THREADS;
     result = PyTuple_Pack(4, out[0], out[1], out[2], out[3]);
 done:
@@ -231,7 +231,8 @@ VG_BOUNDARY(logsoftmax_backward)
                      (Py_ssize_t)rows, (Py_ssize_t)PyArray_SIZE(in[2]));
         goto done;
     }
-    if ((idxs = vg_row_indices(op, args[3], rows, cols)) == NULL || (gx = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
+    if ((idxs = vg_row_indices(op, args[3], rows, cols)) == NULL ||
+        (gx = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
         goto done;
     const vg_loops *L = &vg_numpy(module)->loops;
     NPY_BEGIN_THREADS_DEF;

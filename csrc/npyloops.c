@@ -138,7 +138,8 @@ int vg_numpy_state_init(PyObject *module)
         goto done;
     static const int d_d[] = {NPY_DOUBLE, NPY_DOUBLE}, ff_f[] = {NPY_FLOAT, NPY_FLOAT, NPY_FLOAT},
                      dd_d[] = {NPY_DOUBLE, NPY_DOUBLE, NPY_DOUBLE};
-    if (find_loop(st->exp, "exp", d_d, &st->loops.exp_f64) < 0 || find_loop(st->log, "log", d_d, &st->loops.log_f64) < 0 ||
+    if (find_loop(st->exp, "exp", d_d, &st->loops.exp_f64) < 0 ||
+        find_loop(st->log, "log", d_d, &st->loops.log_f64) < 0 ||
         find_loop(add, "add", ff_f, &st->loops.add_f32) < 0 || find_loop(add, "add", dd_d, &st->loops.add_f64) < 0 ||
         find_loop(st->matmul, "matmul", ff_f, &st->loops.matmul_f32) < 0 ||
         find_loop(st->matmul, "matmul", dd_d, &st->loops.matmul_f64) < 0)
@@ -518,8 +519,8 @@ static PyGetSetDef with_reference_getset[] = {
 
 PyDoc_STRVAR(with_reference_doc,
              "with_reference(method, reference)\n--\n\n"
-             "A built-in op's forward or backward (vgrad/ops.py): calls `method`, the C-backed one, and when its kernel "
-             "declines the arguments (vgrad._C.UseReference: a dtype other than float32/float64, or a float64 "
+             "A built-in op's forward or backward (vgrad/ops.py): calls `method`, the C-backed one, and when its "
+             "kernel declines the arguments (vgrad._C.UseReference: a dtype other than float32/float64, or a float64 "
              "layout whose NumPy order of evaluation it does not reproduce) calls `reference`, the same method of "
              "the op's NumPy Reference, with the same arguments. `__wrapped__` is `method`.");
 

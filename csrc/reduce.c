@@ -166,7 +166,8 @@ VG_BOUNDARY(rowsum_forward)
 {
     PyArrayObject *x, *y = NULL;
     int t;
-    if (vg_check_nargs("RowSum", nargs, 1) < 0 || (t = vg_compute_type_exact(module, "RowSum", args, 1, VG_MIXED_OK)) < 0 ||
+    if (vg_check_nargs("RowSum", nargs, 1) < 0 ||
+        (t = vg_compute_type_exact(module, "RowSum", args, 1, VG_MIXED_OK)) < 0 ||
         check_matrix_argument("RowSum", args[0]) < 0)
         return NULL;
     if (PyArray_Check(args[0]) && !vg_is_plain_c(args[0], t))
@@ -197,7 +198,8 @@ VG_BOUNDARY(rowsum_backward)
         (t = vg_prepare_exact(module, "RowSum backward", args, 1, &go, VG_MIXED_OK)) < 0)
         return NULL;
     if (parse_matrix_shape("RowSum backward", args[1], dims) == 0 &&
-        check_row_gradient("RowSum backward", go, dims[0]) == 0 && (gx = vg_empty("RowSum backward", 2, dims, t)) != NULL) {
+        check_row_gradient("RowSum backward", go, dims[0]) == 0 &&
+        (gx = vg_empty("RowSum backward", 2, dims, t)) != NULL) {
         NPY_BEGIN_THREADS_DEF;
         NPY_BEGIN_THREADS_THRESHOLDED(dims[0] * dims[1]);
         VG_CALL(t, rowsum_backward, PyArray_DATA(gx), PyArray_DATA(go), dims[0], dims[1]);
@@ -213,7 +215,8 @@ VG_BOUNDARY(rowmax_forward)
     PyArrayObject *x, *idx = NULL;
     PyObject *y = NULL, *result = NULL;
     int t;
-    if (vg_check_nargs("RowMax", nargs, 1) < 0 || (t = vg_prepare_exact(module, "RowMax", args, 1, &x, VG_MIXED_OK)) < 0)
+    if (vg_check_nargs("RowMax", nargs, 1) < 0 ||
+        (t = vg_prepare_exact(module, "RowMax", args, 1, &x, VG_MIXED_OK)) < 0)
         return NULL;
     if (vg_check_ndim("RowMax", "the input", x, 2) < 0)
         goto done;

@@ -52,7 +52,8 @@ VG_BOUNDARY(select_forward)
 {
     PyArrayObject *x, *idx = NULL, *y = NULL;
     int t;
-    if (vg_check_nargs("Select", nargs, 2) < 0 || (t = vg_prepare_exact(module, "Select", args, 1, &x, VG_MIXED_OK)) < 0)
+    if (vg_check_nargs("Select", nargs, 2) < 0 ||
+        (t = vg_prepare_exact(module, "Select", args, 1, &x, VG_MIXED_OK)) < 0)
         return NULL;
     if (vg_check_ndim("Select", "the input", x, 2) < 0)
         goto done;

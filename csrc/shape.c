@@ -88,15 +88,18 @@ VG_BOUNDARY(expand_backward)
     Py_ssize_t dim;
     int t;
     if (vg_check_nargs(op, nargs, 2) < 0 || vg_parse_int(op, "dim", args[1], &dim) < 0 ||
-        (t = vg_compute_type_exact(module, op, args, 1, VG_MIXED_OK)) < 0 || (go = vg_as_contiguous(op, args[0], t)) == NULL)
+        (t = vg_compute_type_exact(module, op, args, 1, VG_MIXED_OK)) < 0)
+        return NULL;
+    if (PyArray_Check(args[0]) && !vg_is_plain_c(args[0], t)) {
+        /* go.sum(axis=dim, keepdims=True) in NumPy's order for this layout */
+        if (vg_normalize_axis(op, &dim, PyArray_NDIM((PyArrayObject *)args[0])) < 0)
+            return NULL;
+        return vg_add_reduce(module, args[0], (int)dim, 1);
+    }
+    if ((go = vg_as_contiguous(op, args[0], t)) == NULL)
         return NULL;
     if (vg_normalize_axis(op, &dim, PyArray_NDIM(go)) < 0)
         goto done;
-    if (PyArray_Check(args[0]) && !vg_is_plain_c(args[0], t)) {
-        /* go.sum(axis=dim, keepdims=True) in NumPy's order for this layout */
-        Py_DECREF(go);
-        return vg_add_reduce(module, args[0], (int)dim, 1);
-    }
     npy_intp dims[NPY_MAXDIMS], outer, inner, len = PyArray_DIM(go, (int)dim);
     memcpy(dims, PyArray_DIMS(go), sizeof(npy_intp) * PyArray_NDIM(go));
     dims[dim] = 1;

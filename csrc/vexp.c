@@ -11,9 +11,9 @@
  * target_clones attribute makes AVX-512, AVX2 and baseline versions and picks one at load time.
  *
  * Inputs beyond the overflow threshold give inf and those below the smallest subnormal give 0, in the same
- * branch-free loop. The narrow bands in between, where 2^k is not a normal number (87 < |v| < 104), and NaN, are recomputed afterwards with libm's exp one by one, so
- * overflow, subnormals and NaN come out exactly as libm's. Saturated inputs (a sigmoid of large
- * activations, say) thus stay on the fast path.
+ * branch-free loop. The narrow bands in between, where 2^k is not a normal number (87 < |v| < 104), and NaN,
+ * are recomputed afterwards with libm's exp one by one, so overflow, subnormals and NaN come out exactly as
+ * libm's. Saturated inputs (a sigmoid of large activations, say) thus stay on the fast path.
  *
  * The function computes exp(max(scale * x + offset, floor)), which covers exp(x) and sigmoid's exp(-x) in
  * one pass each; y and x must not overlap. The floor lets sigmoid skip the
