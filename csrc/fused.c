@@ -65,9 +65,12 @@ static int as_arrays(const char *op, PyObject *const *objs, int n, int typenum, 
 }
 
 /* The weights and bias (and go) must be float32/float64 (others are declined); the input x may be of any
-   dtype np.matmul takes (the course feeds uint8 pixels): the products are np.matmul's own, which promotes. */
-static int check_input_dtype(const char *op, PyObject *x)
+   dtype np.matmul takes (the course feeds uint8 pixels): the products are np.matmul's own, which promotes,
+   and come out float32 or float64, except for long double (declined too). */
+static int check_input_dtype(PyObject *module, const char *op, PyObject *x)
 {
+    if (PyArray_Check(x) && PyArray_TYPE((PyArrayObject *)x) == NPY_LONGDOUBLE)
+        return vg_decline(module, op, "long double inputs make long double products");
     return vg_compute_type(op, &x, 1) < 0 ? -1 : 0;
 }
 
@@ -79,7 +82,7 @@ VG_BOUNDARY(affine_forward)
     PyObject *y = NULL;
     int t;
     if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_compute_type_exact(module, op, args, 2, VG_MIXED_OK)) < 0 ||
-        check_input_dtype(op, args[2]) < 0 || as_arrays(op, args, 3, NPY_DOUBLE, in) < 0)
+        check_input_dtype(module, op, args[2]) < 0 || as_arrays(op, args, 3, NPY_DOUBLE, in) < 0)
         return NULL;
     if (vg_check_ndim(op, "the weights", in[0], 2) < 0 || vg_check_ndim(op, "the input", in[2], 2) < 0 ||
         check_columns(op, "the input", in[2], PyArray_DIM(in[0], 1)) < 0)
@@ -120,7 +123,7 @@ VG_BOUNDARY(affine_backward)
     PyObject *gw = NULL, *gx = NULL, *result = NULL;
     int t;
     if (vg_check_nargs(op, nargs, 5) < 0 || (t = vg_compute_type_exact(module, op, args, 2, VG_MIXED_OK)) < 0 ||
-        check_input_dtype(op, args[2]) < 0 || as_arrays(op, args, 3, NPY_DOUBLE, in) < 0)
+        check_input_dtype(module, op, args[2]) < 0 || as_arrays(op, args, 3, NPY_DOUBLE, in) < 0)
         return NULL;
     int need_x = PyObject_IsTrue(args[4]);
     if (need_x < 0 || vg_parse_shape(op, "bshape", args[3], &bshape) < 0)
