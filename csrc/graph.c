@@ -9,8 +9,8 @@
  * (register_node_types); we then read and write their slots directly at the offsets Python gave them,
  * after checking each object's type, instead of going through attribute lookup. Each op's forward() and
  * backward() is still called as Python calls it. Gradients are accumulated as in core._run_backward: the
- * first contribution is kept (when the op promises a new array) or copied into the value's float dtype;
- * later ones are added in place.
+ * first contribution is kept (when the op promises a new array and it is C-ordered) or copied, in C order,
+ * into the value's float dtype; later ones are added in place.
  */
 #include "vgrad.h"
 
@@ -20,7 +20,8 @@ typedef vg_graph_state graph_state;
 
 static graph_state *state_of(PyObject *module)
 {
-    return (graph_state *)PyModule_GetState(module);
+    vg_module_state *st = PyModule_GetState(module);
+    return st == NULL ? NULL : &st->graph;
 }
 
 /* The slot of obj at `offset`: a borrowed reference, NULL when unset. */
@@ -444,11 +445,12 @@ static int accumulate(graph_state *st, PyObject *opcls, Py_ssize_t index, PyObje
     if (current == NULL || current == Py_None) {
         /* The first contribution: keep the array itself if it belongs to nobody else, else copy it. */
         int dtype = PyTypeNum_ISFLOAT(PyArray_TYPE(value)) ? PyArray_TYPE(value) : NPY_DOUBLE;
-        if (fresh && PyArray_CheckExact(grad_obj) && PyArray_TYPE(grad) == dtype && PyArray_ISNOTSWAPPED(grad)) {
+        if (fresh && PyArray_CheckExact(grad_obj) && PyArray_TYPE(grad) == dtype && PyArray_ISNOTSWAPPED(grad) &&
+            PyArray_IS_C_CONTIGUOUS(grad)) {
             set_slot(node, st->t_grad, (PyObject *)grad);
             rc = 0;
         }
-        else {
+        else { /* a C-ordered copy (is_f_order 0), as core.py's np.array(grad, dtype=dtype, order='C') */
             PyObject *copy = PyArray_CastToType(grad, PyArray_DescrFromType(dtype), 0);
             if (copy != NULL) {
                 set_slot(node, st->t_grad, copy);

@@ -1,7 +1,8 @@
 /*
  * module.c — the module object of vgrad._C: its method table (generated from functions.def) and its
- * initialisation. Multi-phase init (PEP 489). The module's only state is what the graph machinery of
- * graph.c needs (interned names, the node classes and their slot offsets), set once at import and never
+ * initialisation. Multi-phase init (PEP 489). The module's state (vg_module_state) is what the graph
+ * machinery of graph.c needs (interned names, the node classes and their slot offsets) and the NumPy objects
+ * of npyloops.c (ufuncs, their inner loops, the UseReference exception), set once at import and never
  * changed: every function is otherwise a pure function of its arguments, so there is no global mutable
  * state, and the module is safe in threads.
  */
@@ -20,23 +21,27 @@ static int vgrad_exec(PyObject *module)
     /* import_array() is a macro that returns NULL on failure; wrap it so this function returns -1. */
     if (PyArray_ImportNumPyAPI() < 0)
         return -1;
-    return vg_graph_state_init(module);
+    if (vg_graph_state_init(module) < 0)
+        return -1;
+    return vg_numpy_state_init(module);
 }
 
 static int vgrad_traverse(PyObject *module, visitproc visit, void *arg)
 {
-    return vg_graph_state_traverse(module, visit, arg);
+    int rc = vg_graph_state_traverse(module, visit, arg);
+    return rc ? rc : vg_numpy_state_traverse(module, visit, arg);
 }
 
 static int vgrad_clear(PyObject *module)
 {
     vg_graph_state_clear(module);
+    vg_numpy_state_clear(module);
     return 0;
 }
 
 static void vgrad_free(void *module)
 {
-    vg_graph_state_clear((PyObject *)module);
+    vgrad_clear((PyObject *)module);
 }
 
 static PyModuleDef_Slot vgrad_slots[] = {
@@ -48,7 +53,7 @@ static struct PyModuleDef vgrad_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "vgrad._C",
     .m_doc = "C kernels of vgrad: forward and backward of every built-in op.",
-    .m_size = sizeof(vg_graph_state),
+    .m_size = sizeof(vg_module_state),
     .m_methods = vgrad_methods,
     .m_slots = vgrad_slots,
     .m_traverse = vgrad_traverse,
