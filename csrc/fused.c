@@ -93,7 +93,7 @@ VG_BOUNDARY(affine_forward)
                      (Py_ssize_t)PyArray_SIZE(in[1]), (Py_ssize_t)m);
         goto fail;
     }
-    if ((y = vg_matmul(module, args[2], 0, args[0], 1)) == NULL)
+    if ((y = vg_matmul(module, op, args[2], 0, args[0], 1)) == NULL)
         goto fail;
     /* the sum's type, as NumPy promotes the product's and the bias's */
     t = (PyArray_TYPE((PyArrayObject *)y) == NPY_FLOAT && t == NPY_FLOAT) ? NPY_FLOAT : NPY_DOUBLE;
@@ -150,7 +150,7 @@ VG_BOUNDARY(affine_backward)
        go.sum(axis=0), keeps it; the products promote as np.matmul does) */
     int tg = vg_compute_type(op, args, 1);
     if (tg < 0 || (go = vg_as_contiguous(op, args[0], tg)) == NULL ||
-        (gw = vg_matmul(module, (PyObject *)go, 1, args[2], 0)) == NULL ||
+        (gw = vg_matmul(module, op, (PyObject *)go, 1, args[2], 0)) == NULL ||
         (gb = vg_empty(op, bshape.len, bshape.ptr, tg)) == NULL)
         goto done;
     const vg_loops *L = &vg_numpy(module)->loops;
@@ -159,7 +159,7 @@ VG_BOUNDARY(affine_backward)
     else
         vg_sum_middle_axis_f64(L, PyArray_DATA(gb), PyArray_DATA(go), 1, n, m);
     if (need_x) {
-        if ((gx = vg_matmul(module, (PyObject *)go, 0, args[1], 0)) == NULL)
+        if ((gx = vg_matmul(module, op, (PyObject *)go, 0, args[1], 0)) == NULL)
             goto done;
     }
     else
@@ -236,6 +236,8 @@ VG_BOUNDARY(logsoftmax_backward)
     }
     if ((idxs = vg_row_indices(op, args[3], rows, cols)) == NULL ||
         (gx = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
+        goto done;
+    if (rows * cols == 0) /* an empty gradient: nothing to compute, whatever the number of (empty) rows */
         goto done;
     const vg_loops *L = &vg_numpy(module)->loops;
     NPY_BEGIN_THREADS_DEF;

@@ -67,7 +67,7 @@ VG_BOUNDARY(matmul_forward)
         return NULL;
     PyObject *c = NULL;
     if (check_match("MatrixMultiply", "a's columns must equal b's rows", in[0], 1, in[1], 0) == 0)
-        c = vg_matmul(module, A(0), 0, A(1), 0);
+        c = vg_matmul(module, "MatrixMultiply", A(0), 0, A(1), 0);
     vg_release(in, 2);
     return c;
 }
@@ -84,7 +84,7 @@ VG_BOUNDARY(matmul_backward)
     if (check_match(op, "a's columns must equal b's rows", in[1], 1, in[2], 0) == 0 &&
         check_match(op, "go needs a's rows", in[0], 0, in[1], 0) == 0 &&
         check_match(op, "go needs b's columns", in[0], 1, in[2], 1) == 0)
-        result = pair(vg_matmul(module, A(0), 0, A(2), 1), vg_matmul(module, A(1), 1, A(0), 0));
+        result = pair(vg_matmul(module, op, A(0), 0, A(2), 1), vg_matmul(module, op, A(1), 1, A(0), 0));
     vg_release(in, 3);
     return result;
 }
@@ -98,7 +98,7 @@ VG_BOUNDARY(batchmm_forward)
         return NULL;
     PyObject *y = NULL;
     if (check_match("BatchMM", "the matrix's columns must equal the vectors' length", in[0], 1, in[1], 1) == 0)
-        y = vg_matmul(module, A(1), 0, A(0), 1);
+        y = vg_matmul(module, "BatchMM", A(1), 0, A(0), 1);
     vg_release(in, 2);
     return y;
 }
@@ -115,7 +115,7 @@ VG_BOUNDARY(batchmm_backward)
     if (check_match(op, "the matrix's columns must equal the vectors' length", in[1], 1, in[2], 1) == 0 &&
         check_match(op, "go needs one row per vector", in[0], 0, in[2], 0) == 0 &&
         check_match(op, "go needs one column per matrix row", in[0], 1, in[1], 0) == 0)
-        result = pair(vg_matmul(module, A(0), 1, A(2), 0), vg_matmul(module, A(0), 0, A(1), 0));
+        result = pair(vg_matmul(module, op, A(0), 1, A(2), 0), vg_matmul(module, op, A(0), 0, A(1), 0));
     vg_release(in, 3);
     return result;
 }

@@ -26,6 +26,7 @@
  */
 #define PY_UFUNC_UNIQUE_SYMBOL vgrad_UFUNC_API
 #include "vgrad.h"
+#include "checked.h"
 
 #include <numpy/ufuncobject.h>
 #include <structmember.h>
@@ -362,11 +363,11 @@ static int loop_operand(PyObject *obj, int typenum)
    (m, n, p), and the operands' own strides along them, except 0 along a dimension of size 1; the result is a
    new C-ordered matrix, as np.matmul allocates it. The loop picks its BLAS call (or its own loop) from these.
    sa_m, sa_n: a's strides along m and n; sb_n, sb_p: b's along n and p (bytes). */
-static PyObject *matmul_by_loop(const vg_loops *L, int t, char *a, npy_intp sa_m, npy_intp sa_n, char *b, npy_intp sb_n,
-                                npy_intp sb_p, npy_intp m, npy_intp n, npy_intp p)
+static PyObject *matmul_by_loop(const char *op, const vg_loops *L, int t, char *a, npy_intp sa_m, npy_intp sa_n,
+                                char *b, npy_intp sb_n, npy_intp sb_p, npy_intp m, npy_intp n, npy_intp p)
 {
     const npy_intp dims[2] = {m, p};
-    PyArrayObject *c = (PyArrayObject *)PyArray_SimpleNew(2, (npy_intp *)dims, t);
+    PyArrayObject *c = vg_empty(op, 2, dims, t); /* a result too large to exist or to allocate names the op */
     if (c == NULL)
         return NULL;
     const npy_intp loop_dims[4] = {1, m, n, p};
@@ -385,14 +386,14 @@ static PyObject *matmul_by_loop(const vg_loops *L, int t, char *a, npy_intp sa_m
     return (PyObject *)c;
 }
 
-PyObject *vg_matmul(PyObject *module, PyObject *a, int transpose_a, PyObject *b, int transpose_b)
+PyObject *vg_matmul(PyObject *module, const char *op, PyObject *a, int transpose_a, PyObject *b, int transpose_b)
 {
     int t = PyArray_Check(a) ? PyArray_TYPE((PyArrayObject *)a) : -1;
     if ((t == NPY_FLOAT || t == NPY_DOUBLE) && loop_operand(a, t) && loop_operand(b, t)) {
         PyArrayObject *A = (PyArrayObject *)a, *B = (PyArrayObject *)b;
         const int am = transpose_a ? 1 : 0, bn = transpose_b ? 1 : 0; /* the axes that are m and n */
         if (PyArray_DIM(A, 1 - am) == PyArray_DIM(B, bn))
-            return matmul_by_loop(&vg_numpy(module)->loops, t, PyArray_BYTES(A), PyArray_STRIDE(A, am),
+            return matmul_by_loop(op, &vg_numpy(module)->loops, t, PyArray_BYTES(A), PyArray_STRIDE(A, am),
                                   PyArray_STRIDE(A, 1 - am), PyArray_BYTES(B), PyArray_STRIDE(B, bn),
                                   PyArray_STRIDE(B, 1 - bn), PyArray_DIM(A, am), PyArray_DIM(A, 1 - am),
                                   PyArray_DIM(B, 1 - bn));
@@ -403,6 +404,16 @@ PyObject *vg_matmul(PyObject *module, PyObject *a, int transpose_a, PyObject *b,
         c = as_ndarray(PyObject_Vectorcall(vg_numpy(module)->matmul, args, 2, NULL));
     Py_XDECREF(args[0]);
     Py_XDECREF(args[1]);
+    if (c == NULL && PyErr_ExceptionMatches(PyExc_MemoryError))
+        vg_name_memory_error(op);
+    else if (c == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) { /* "array is too big" */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_Format(PyExc_ValueError, "%s: %S", op, value ? value : Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
     return c;
 }
 

@@ -71,6 +71,8 @@ VG_BOUNDARY(expand_forward)
     dims[dim] = repeats;
     if ((y = vg_empty("Expand", PyArray_NDIM(x), dims, t)) == NULL)
         goto done;
+    if (PyArray_SIZE(y) == 0) /* nothing to copy: the loops would still count through outer x repeats */
+        goto done;
     split_at_axis(x, (int)dim, &outer, &inner);
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(y));

@@ -204,7 +204,7 @@ PyObject *vg_maximum_reduce(PyObject *module, PyObject *x, int axis);
    NumPy makes for vugrad's own expression. Aligned, native matrices of one float type go straight to
    np.matmul's inner loop, called as NumPy's gufunc machinery calls it; anything else to np.matmul itself.
    A new reference, or NULL with an exception. */
-PyObject *vg_matmul(PyObject *module, PyObject *a, int transpose_a, PyObject *b, int transpose_b);
+PyObject *vg_matmul(PyObject *module, const char *op, PyObject *a, int transpose_a, PyObject *b, int transpose_b);
 
 /* Kernel helpers: pure C, no GIL needed, cannot fail. For contiguous x and y of n elements (not overlapping):
      vg_exp_array:  y = exp(x)   float64: NumPy's exp loop (np.exp's results bit for bit); float32: vexp.c
