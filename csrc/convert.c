@@ -56,8 +56,8 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n)
             break;
         default:
             PyErr_Format(PyExc_TypeError,
-                         "%s: unsupported dtype %S; vgrad computes in float32 or float64 "
-                         "(integer and bool arrays are computed in float64)", op, (PyObject *)d);
+                         "%s: unsupported dtype %S; vgrad computes with float32, float64, integer and bool "
+                         "arrays", op, (PyObject *)d);
             Py_DECREF(d);
             return -1;
         }
@@ -68,18 +68,25 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n)
 
 PyArrayObject *vg_as_contiguous(const char *op, PyObject *obj, int typenum)
 {
+    return vg_as_contiguous_order(op, obj, typenum, 0);
+}
+
+PyArrayObject *vg_as_contiguous_order(const char *op, PyObject *obj, int typenum, int fortran)
+{
     /* The common case first, without NumPy's general conversion machinery: already an ndarray of the
-       right type, C-contiguous, aligned and in native byte order. Small arrays make this path matter. */
+       right type, contiguous, aligned and in native byte order. Small arrays make this path matter. */
     if (PyArray_CheckExact(obj)) {
         PyArrayObject *a = (PyArrayObject *)obj;
-        if (PyArray_TYPE(a) == typenum && PyArray_ISCARRAY_RO(a) && PyArray_ISNOTSWAPPED(a)) {
+        if (PyArray_TYPE(a) == typenum && (fortran ? PyArray_ISFARRAY_RO(a) : PyArray_ISCARRAY_RO(a)) &&
+            PyArray_ISNOTSWAPPED(a)) {
             Py_INCREF(obj);
             return a;
         }
     }
     /* FORCECAST: long double to double is the one narrowing cast the dtype policy allows. */
     PyObject *arr = PyArray_FROMANY(obj, typenum, 0, 0,
-                                    NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);
+                                    (fortran ? NPY_ARRAY_FARRAY_RO : NPY_ARRAY_IN_ARRAY) | NPY_ARRAY_ENSUREARRAY |
+                                        NPY_ARRAY_FORCECAST);
     if (arr == NULL && PyErr_ExceptionMatches(PyExc_MemoryError))
         vg_name_memory_error(op);
     else if (arr == NULL) {
@@ -149,6 +156,14 @@ PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int type
     if (check_result_shape(op, ndim, dims, typenum) < 0)
         return NULL;
     PyObject *arr = PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
+    return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
+}
+
+PyArrayObject *vg_empty_order(const char *op, int ndim, const npy_intp *dims, int typenum, int fortran)
+{
+    if (check_result_shape(op, ndim, dims, typenum) < 0)
+        return NULL;
+    PyObject *arr = PyArray_EMPTY(ndim, (npy_intp *)dims, typenum, fortran);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 

@@ -52,7 +52,8 @@ VG_BOUNDARY(select_forward)
 {
     PyArrayObject *x, *idx = NULL, *y = NULL;
     int t;
-    if (vg_check_nargs("Select", nargs, 2) < 0 || (t = vg_prepare("Select", args, 1, &x)) < 0)
+    if (vg_check_nargs("Select", nargs, 2) < 0 ||
+        (t = vg_prepare_exact(module, "Select", args, 1, &x, VG_MIXED_OK)) < 0)
         return NULL;
     if (vg_check_ndim("Select", "the input", x, 2) < 0)
         goto done;
@@ -80,7 +81,7 @@ VG_BOUNDARY(select_backward)
     PyArrayObject *go, *idx = NULL, *gx = NULL;
     PyArray_Dims shape = {NULL, 0};
     int t;
-    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare(op, args, 1, &go)) < 0)
+    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare_exact(module, op, args, 1, &go, VG_MIXED_OK)) < 0)
         return NULL;
     if (vg_parse_shape(op, "input_size", args[2], &shape) < 0)
         goto done;

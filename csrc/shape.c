@@ -8,7 +8,9 @@
  *     Id:                   y = x (the same object)                        gx = go
  *
  * Squeeze and Unsqueeze return views that share memory with their input and keep its dtype, as NumPy's
- * squeeze and expand_dims do. Expand copies into the compute type.
+ * squeeze and expand_dims do. Expand copies float32 and float64 (np.repeat keeps other dtypes: those are
+ * declined to the op's Reference). Expand's gradient is go.sum(axis=dim, keepdims=True) in NumPy's order:
+ * vg_sum_middle_axis for C-contiguous go, np.add.reduce itself for other layouts.
  */
 #include <string.h>
 
@@ -36,27 +38,7 @@ static void expand_forward_kernel(char *restrict y, const char *restrict x, npy_
             memcpy(y + (o * repeats + r) * block, x + o * block, (size_t)block);
 }
 
-/* go: outer x len x inner -> gx: outer x 1 x inner. Rows are added in order, like NumPy's sum over a
-   leading axis; when inner == 1 the summed elements are contiguous and summed pairwise. */
-#define DEFINE_EXPAND_BACKWARD(T, S)                                                                    \
-    void vg_sum_middle_axis_##S(T *restrict gx, const T *restrict go, npy_intp outer, npy_intp len,     \
-                                npy_intp inner)                                                         \
-    {                                                                                                   \
-        for (npy_intp o = 0; o < outer; o++) {                                                          \
-            const T *src = go + o * len * inner;                                                        \
-            T *dst = gx + o * inner;                                                                    \
-            if (inner == 1) {                                                                           \
-                dst[0] = vg_pairwise_sum_##S(src, len);                                                 \
-                continue;                                                                               \
-            }                                                                                           \
-            for (npy_intp i = 0; i < inner; i++)                                                        \
-                dst[i] = 0;                                                                             \
-            for (npy_intp r = 0; r < len; r++)                                                          \
-                for (npy_intp i = 0; i < inner; i++)                                                    \
-                    dst[i] += src[r * inner + i];                                                       \
-        }                                                                                               \
-    }
-VG_INSTANTIATE(DEFINE_EXPAND_BACKWARD)
+/* The gradient, go summed over the expanded axis, is vg_sum_middle_axis (reduce_kernels.h). */
 
 /* ---- boundary ------------------------------------------------------------------------------------ */
 
@@ -67,7 +49,7 @@ VG_BOUNDARY(expand_forward)
     int t;
     if (vg_check_nargs("Expand", nargs, 3) < 0 || vg_parse_int("Expand", "dim", args[1], &dim) < 0 ||
         vg_parse_int("Expand", "repeats", args[2], &repeats) < 0 ||
-        (t = vg_prepare("Expand", args, 1, &x)) < 0)
+        (t = vg_prepare_exact(module, "Expand", args, 1, &x, VG_MIXED_OK)) < 0)
         return NULL;
     if (vg_normalize_axis("Expand", &dim, PyArray_NDIM(x)) < 0)
         goto done;
@@ -89,6 +71,8 @@ VG_BOUNDARY(expand_forward)
     dims[dim] = repeats;
     if ((y = vg_empty("Expand", PyArray_NDIM(x), dims, t)) == NULL)
         goto done;
+    if (PyArray_SIZE(y) == 0) /* nothing to copy: the loops would still count through outer x repeats */
+        goto done;
     split_at_axis(x, (int)dim, &outer, &inner);
     NPY_BEGIN_THREADS_DEF;
     NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(y));
@@ -101,25 +85,38 @@ done:
 
 VG_BOUNDARY(expand_backward)
 {
-    PyArrayObject *go, *gx = NULL;
+    const char *op = "Expand backward";
+    PyArrayObject *go = NULL, *gx = NULL;
     Py_ssize_t dim;
     int t;
-    if (vg_check_nargs("Expand backward", nargs, 2) < 0 ||
-        vg_parse_int("Expand backward", "dim", args[1], &dim) < 0 ||
-        (t = vg_prepare("Expand backward", args, 1, &go)) < 0)
+    if (vg_check_nargs(op, nargs, 2) < 0 || vg_parse_int(op, "dim", args[1], &dim) < 0 ||
+        (t = vg_compute_type_exact(module, op, args, 1, VG_MIXED_OK)) < 0)
         return NULL;
-    if (vg_normalize_axis("Expand backward", &dim, PyArray_NDIM(go)) == 0) {
-        npy_intp dims[NPY_MAXDIMS], outer, inner, len = PyArray_DIM(go, (int)dim);
-        memcpy(dims, PyArray_DIMS(go), sizeof(npy_intp) * PyArray_NDIM(go));
-        dims[dim] = 1;
-        if ((gx = vg_empty("Expand backward", PyArray_NDIM(go), dims, t)) != NULL) {
-            split_at_axis(go, (int)dim, &outer, &inner);
-            NPY_BEGIN_THREADS_DEF;
-            NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(go));
-            VG_CALL(t, vg_sum_middle_axis, PyArray_DATA(gx), PyArray_DATA(go), outer, len, inner);
-            NPY_END_THREADS;
-        }
+    if (PyArray_Check(args[0]) && !vg_is_plain_c(args[0], t)) {
+        /* go.sum(axis=dim, keepdims=True) in NumPy's order for this layout */
+        if (vg_normalize_axis(op, &dim, PyArray_NDIM((PyArrayObject *)args[0])) < 0)
+            return NULL;
+        return vg_add_reduce(module, args[0], (int)dim, 1);
     }
+    if ((go = vg_as_contiguous(op, args[0], t)) == NULL)
+        return NULL;
+    if (vg_normalize_axis(op, &dim, PyArray_NDIM(go)) < 0)
+        goto done;
+    npy_intp dims[NPY_MAXDIMS], outer, inner, len = PyArray_DIM(go, (int)dim);
+    memcpy(dims, PyArray_DIMS(go), sizeof(npy_intp) * PyArray_NDIM(go));
+    dims[dim] = 1;
+    if ((gx = vg_empty(op, PyArray_NDIM(go), dims, t)) != NULL) {
+        const vg_loops *L = &vg_numpy(module)->loops;
+        split_at_axis(go, (int)dim, &outer, &inner);
+        NPY_BEGIN_THREADS_DEF;
+        NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(go));
+        if (t == NPY_FLOAT)
+            vg_sum_middle_axis_f32(L, PyArray_DATA(gx), PyArray_DATA(go), outer, len, inner);
+        else
+            vg_sum_middle_axis_f64(L, PyArray_DATA(gx), PyArray_DATA(go), outer, len, inner);
+        NPY_END_THREADS;
+    }
+done:
     Py_DECREF(go);
     return (PyObject *)gx;
 }

@@ -51,7 +51,7 @@ class OpEntry:
     op: type
     samples: Callable  # (dtype, rng) -> list of Sample; the same number and shapes for every dtype
     errors: List[ErrorCase]
-    ints: bool = True  # integer inputs are meaningful (computed in float64)
+    ints: bool = True  # integer inputs are meaningful (NumPy's dtypes for the course's ops, float64 for the CNN's)
     bools: bool = True  # bool inputs are meaningful
     passthrough: bool = False  # forward returns its input or a view of it: the input's dtype is kept
     large: Callable = None  # like samples, but big enough for blocked, threaded or GIL-free code paths
@@ -59,6 +59,12 @@ class OpEntry:
     @property
     def name(self):
         return self.op.__name__
+
+    @property
+    def exact(self):
+        """The course's ops (vgrad.ops, not the CNN toolkit's nn_ops): float64 results bit-identical to the
+        Reference's on any layout; other dtypes than float32/float64 computed as NumPy computes them."""
+        return self.op not in vops.NN_OPS
 
 
 def _short(v):
@@ -628,7 +634,8 @@ def c_calls():
         "affine_forward": CCall("Affine", (o(4, 3), o(1, 4), o(2, 3)), (0, 1, 2)),
         "affine_backward": CCall("Affine", (o(2, 4), o(4, 3), o(2, 3), (1, 4), True), (0, 1, 2), shapes=(3,)),
         "logsoftmax_forward": CCall("LogSoftmax", (x,), (0,)),
-        "logsoftmax_backward": CCall("LogSoftmax", (go, -y), (0, 1)),
+        "logsoftmax_backward": CCall("LogSoftmax", (go, o(2, 3) * 0.25, o(2) * 0.75, np.array([0, 2])), (0, 1, 2),
+                                     indices=(3,)),
         "logceloss_forward": CCall("LogCELoss", (-y, np.array([0, 2])), (0,), indices=(1,)),
         "logceloss_backward": CCall("LogCELoss", (o(), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
         # the CNN kernels (their reference tests are in test_properties_cnn.py)
@@ -659,10 +666,13 @@ def c_calls():
 
 
 def c_entry_points():
-    """The names of the functions vgrad._C exports."""
+    """The names of the functions vgrad._C exports (functions.def; not its classes UseReference and
+    with_reference)."""
+    import types
+
     from vgrad import _C
 
-    return sorted(n for n in dir(_C) if not n.startswith("_") and callable(getattr(_C, n)))
+    return sorted(n for n in dir(_C) if not n.startswith("_") and isinstance(getattr(_C, n), types.BuiltinFunctionType))
 
 
 # Bad arguments, by kind of argument: each must give TypeError naming the op. A function of a valid value.
@@ -737,8 +747,31 @@ def assert_close(got, want, dtype, what=""):
     np.testing.assert_allclose(got, want, err_msg=what, **FLOAT_TOL[np.dtype(dtype)])
 
 
-def assert_same_context(ctx, ref_ctx, dtype, what=""):
-    """Same keys, and each value agrees with the Reference's (arrays in shape and value)."""
+def assert_exact(got, want, what=""):
+    """Bit for bit: the same dtype (in either byte order) and shape, equal values with NaN where want has NaN
+    (NaN payloads are not compared), and the same sign on every zero."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype.newbyteorder("=") == want.dtype.newbyteorder("="), (
+        f"{what}: dtype {got.dtype} != expected {want.dtype}")
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
+    np.testing.assert_array_equal(got, want.astype(got.dtype), err_msg=what, strict=True)
+    if got.dtype.kind == "f":
+        keep = ~np.isnan(want)
+        assert np.array_equal(np.signbit(got[keep]), np.signbit(want[keep])), f"{what}: the sign of a zero differs"
+
+
+def assert_matches(entry, got, want, dtype, what=""):
+    """Exactly for the course's ops in float64 (and for any result of another dtype), else within tolerance."""
+    if entry.exact and (np.dtype(dtype) == np.float64 or np.asarray(want).dtype.kind != "f"
+                        or np.asarray(want).dtype == np.float16):
+        assert_exact(got, want, what)
+    else:
+        assert_close(got, want, dtype, what)
+
+
+def assert_same_context(ctx, ref_ctx, dtype, what="", exact=False):
+    """Same keys, and each value agrees with the Reference's (arrays in shape and value; bit for bit when
+    exact)."""
     assert set(ctx) == set(ref_ctx), f"{what}: context keys {sorted(ctx)} != Reference's {sorted(ref_ctx)}"
     for key in ref_ctx:
         a, b = ctx[key], ref_ctx[key]
@@ -749,6 +782,8 @@ def assert_same_context(ctx, ref_ctx, dtype, what=""):
             assert a.shape == b.shape, f"{what}: context[{key!r}] shape {a.shape} != Reference's {b.shape}"
             if b.dtype.kind in "iub":
                 np.testing.assert_array_equal(a, b, err_msg=f"{what}: context[{key!r}]")
+            elif exact:
+                assert_exact(a, b, f"{what}: context[{key!r}]")
             else:
                 np.testing.assert_allclose(a, b, err_msg=f"{what}: context[{key!r}]", **FLOAT_TOL[np.dtype(dtype)])
 

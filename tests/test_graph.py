@@ -422,6 +422,41 @@ def test_float32_leaf_in_float64_graph_keeps_float32_grad(rng):
     np.testing.assert_allclose(w.grad, np.tile(x.value.astype(np.float64).sum(axis=0)[:, None], (1, 2)), rtol=1e-6)
 
 
+class _FortranGradient(vg.Op):
+    """A Python op (it does not promise new arrays) whose backward returns a Fortran-ordered gradient."""
+
+    @staticmethod
+    def forward(context, x):
+        return x * 1.0
+
+    @staticmethod
+    def backward(context, go):
+        return np.asfortranarray(go * 2.0)
+
+
+def test_copied_gradients_are_c_ordered_as_vugrads(rng):
+    """A gradient the graph cannot keep is copied in C order, whatever its own layout: in vugrad a gradient is
+    np.zeros plus the contributions, so the ops below receive C-ordered gradients (and NumPy's sums in their
+    backward follow C order). Both engines."""
+    seen = []
+
+    class Record(vg.Op):
+        @staticmethod
+        def forward(context, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(context, go):
+            seen.append(go.flags.c_contiguous)
+            return go
+
+    x = vg.TensorNode(rng.standard_normal((3, 4)))
+    h = _FortranGradient.do_forward(Record.do_forward(x))
+    vg.Sum.do_forward(vg.Multiply.do_forward(h, vg.TensorNode(rng.standard_normal((3, 4))))).backward()
+    assert seen == [True]
+    assert x.grad.flags.c_contiguous
+
+
 def test_loss_value_formats_as_float(rng):
     logits = rng.standard_normal((4, 3))
     targets = np.array([0, 2, 1, 1])

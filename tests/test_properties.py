@@ -3,14 +3,18 @@
 Random shapes (0-d and zero-size included), memory layouts (C, Fortran, transposed, strided, negative and
 zero strides, read-only, unaligned, byte-swapped, plain Python lists and scalars), dtypes (float16/32/64,
 long double, bool, every integer type) and values (NaN, +-inf, +-0, subnormal, the largest finite ones).
-Every call must either give what the op's NumPy Reference (vgrad.ops.X.Reference) gives on the same values
-cast to vgrad's compute dtype, or raise TypeError/ValueError/IndexError/MemoryError naming the op. A crash
-ends the pytest process, so it fails the run too.
+Every call must either give what the op's NumPy Reference (vgrad.ops.X.Reference) gives, or raise
+TypeError/ValueError/IndexError/MemoryError naming the op. A crash ends the pytest process, so it fails the
+run too.
 
-Which inputs are valid is decided here, from the spec (tests never ask the code under test). Exact ops
-(+ - * /, negation, max, copies) must agree to the bit, signed zeros included; exp/log/sigmoid within a few
-ulps; sums and products within the rounding bound of a sum of n terms (the kernels add in another order
-than NumPy), so values for those are drawn in a range where no partial sum can overflow.
+Which inputs are valid is decided here, from the spec (tests never ask the code under test). In float64 every
+kernel must give the Reference's result on the very same arguments bit for bit, signed zeros included, NaN
+where it has NaN (the layout decides NumPy's order of summation and its exp/log code path). Arguments of
+other dtypes (bool, integers, float16, long double) are left to the op's Reference: the kernel declines them
+with vgrad._C.UseReference (a TypeError naming the op), as it does float32 mixed with float64 in multi-
+operation formulas and the float64 layouts whose NumPy order it does not reproduce. float32 results agree
+within a few ulps, sums and products within the rounding bound of a sum of n terms (float32 may add in
+another order), so values for those are drawn in a range where no partial sum can overflow.
 
 The budget is EXAMPLES examples per test (env VGRAD_HYPOTHESIS_EXAMPLES, default 80); the runs are
 derandomized, so CI sees the same examples every time.
@@ -151,11 +155,12 @@ def refused(name, op, *args, exc=CLEAN):
         assert op in str(info.value), f"{name}: the message {info.value} does not name {op}"
 
 
-def check_array(got, dtype, shape, what):
+def check_array(got, dtype, shape, what, contiguous=True):
     assert isinstance(got, np.ndarray), f"{what}: got a {type(got).__name__}"
     assert got.dtype == dtype, f"{what}: dtype {got.dtype}, expected {dtype}"
     assert got.shape == tuple(shape), f"{what}: shape {got.shape}, expected {tuple(shape)}"
-    assert got.flags.c_contiguous or got.size == 0
+    # C-ordered; Fortran-ordered where NumPy's is (element-wise results of Fortran-ordered inputs)
+    assert got.flags.c_contiguous or got.flags.f_contiguous or got.size == 0 or not contiguous
 
 
 def same_special(got, want, what):
@@ -167,10 +172,10 @@ def same_special(got, want, what):
     assert np.array_equal(got[wi], want[wi]), f"{what}: inf of the wrong sign"
 
 
-def assert_exact(got, want, dtype, what):
+def assert_exact(got, want, dtype, what, contiguous=True):
     """Bitwise agreement (signed zeros included), NaNs in the same places."""
     want = np.asarray(want)
-    check_array(got, dtype, want.shape, what)
+    check_array(got, dtype, want.shape, what, contiguous)
     same_special(got, want, what)
     keep = ~np.isnan(want)
     g, w = got[keep], want[keep].astype(dtype)
@@ -216,31 +221,85 @@ def reference(op, method, ctx, *args, **kwargs):
 
 
 # ------------------------------------------------------------------------------------------------
+# Declined calls, and exact float64 results
+# ------------------------------------------------------------------------------------------------
+
+DECLINED = "declined"
+
+
+def kernel(name, op, *args):
+    """C.<name>(*args), or DECLINED when the kernel leaves the call to the op's NumPy Reference."""
+    try:
+        return getattr(C, name)(*args)
+    except C.UseReference as e:
+        assert isinstance(e, TypeError) and op in str(e), f"{name}: {e}"
+        return DECLINED
+
+
+def numpy_dtype(obj):
+    return obj.dtype if isinstance(obj, (np.ndarray, np.generic)) else None
+
+
+def leaves_to_numpy(*objs):
+    """An argument of a dtype the kernels leave to NumPy (the op's Reference): not float32/float64."""
+    return any(d is not None and not (d.kind == "f" and d.itemsize in (4, 8)) for d in map(numpy_dtype, objs))
+
+
+def mixes_widths(*objs):
+    """float32 together with float64 (Python numbers and lists count as float64)."""
+    return len({8 if d is None else d.itemsize for d in map(numpy_dtype, objs)}) > 1
+
+
+def check_declined(name, got, objs, same_float=False, layout=False):
+    """The kernel declines exactly the calls it must leave to the Reference: other dtypes; for formulas of
+    several operations (same_float) float32 mixed with float64; `layout`: the float64 layouts (or other cases)
+    it names. Returns True when it declined (nothing more to check)."""
+    must = leaves_to_numpy(*objs) or (same_float and mixes_widths(*objs)) or layout
+    assert (got is DECLINED) == must, f"{name}: {'declined' if got is DECLINED else 'computed'} {objs!r}"
+    return must
+
+
+def as_seen(obj, t):
+    """What the op's Reference is given for this argument: in float64 an array itself (NumPy's result
+    depends on its layout, which the kernel must follow), anything else as an array of the compute dtype."""
+    if t == F64 and isinstance(obj, np.ndarray):
+        return obj
+    return ref(obj, t)
+
+
+def check(got, want, t, what, bound=0.0):
+    """float64: bit for bit (any layout of result); float32: within a few ulps plus `bound`."""
+    if t == F64:
+        assert_exact(got, want, t, what, contiguous=False)
+    else:
+        assert_close(got, want, t, what, bound)
+
+
+# ------------------------------------------------------------------------------------------------
 # Coverage
 # ------------------------------------------------------------------------------------------------
 
-# name -> (op class, whether the kernel is exact): the element-wise entry points, each tested below
+# name -> (op class, whether the float32 kernel is exact): the element-wise entry points, each tested below
 UNARY_FORWARD = {"exp_forward": (vops.Exp, False), "log_forward": (vops.Log, False),
                  "sigmoid_forward": (vops.Sigmoid, False), "relu_forward": (vops.ReLU, True)}
-UNARY_BACKWARD = {"exp_backward": (vops.Exp, "expd"), "log_backward": (vops.Log, "x"),
-                  "sigmoid_backward": (vops.Sigmoid, "sigx"), "relu_backward": (vops.ReLU, "x")}
+# name -> (op class, context key, whether the formula has several operations: float32 with float64 declined)
+UNARY_BACKWARD = {"exp_backward": (vops.Exp, "expd", False), "log_backward": (vops.Log, "x", False),
+                  "sigmoid_backward": (vops.Sigmoid, "sigx", True), "relu_backward": (vops.ReLU, "x", True)}
 BINARY_FORWARD = {"add_forward": vops.Add, "sub_forward": vops.Sub, "mul_forward": vops.Multiply,
                   "div_forward": vops.Div}
-BINARY_BACKWARD = {"mul_backward": vops.Multiply, "div_backward": vops.Div}
+BINARY_BACKWARD = {"mul_backward": (vops.Multiply, False), "div_backward": (vops.Div, True)}
 OTHERS = ["neg_forward", "sum_forward", "sum_backward", "rowsum_forward", "rowsum_backward", "rowmax_forward",
           "rowmax_backward", "normalize_forward", "normalize_backward", "expand_forward", "expand_backward",
           "identity", "squeeze", "unsqueeze", "select_forward", "select_backward", "matmul_forward",
           "matmul_backward", "batchmm_forward", "batchmm_backward", "affine_forward", "affine_backward",
-          "logsoftmax_forward", "logsoftmax_backward", "logceloss_forward", "logceloss_backward",
-          "do_forward", "backpropagate", "zero_grad", "clear_graph"]
+          "logsoftmax_forward", "logsoftmax_backward", "logceloss_forward", "logceloss_backward", "add_into"]
 REFERENCE_CHECKED = set(UNARY_FORWARD) | set(UNARY_BACKWARD) | set(BINARY_FORWARD) | set(BINARY_BACKWARD) | set(OTHERS)
 
 
 # Functions without a c_calls() entry: they get the argument fuzzing of test_junk_arguments_never_crash.
-# register_node_types rebinds the graph engine's node classes for the whole process, so it is not called with
-# made-up arguments; reshape's reference tests are in test_properties_cnn.py. Nothing may be added to this
-# list: a new function needs its entry. (The CNN kernels' reference tests are in test_properties_cnn.py.)
-NOT_YET_COVERED = {"register_node_types", "reshape"}
+# reshape's reference tests are in test_properties_cnn.py. Nothing may be added to this list: a new function
+# needs its entry. (The CNN kernels' reference tests are in test_properties_cnn.py.)
+NOT_YET_COVERED = {"reshape"}
 
 
 def test_every_entry_point_has_a_valid_call():
@@ -254,6 +313,30 @@ def test_core_entry_points_are_checked_against_references():
     missing = sorted(REFERENCE_CHECKED - set(c_entry_points()))
     assert not missing, f"entry points tested here that vgrad._C no longer has: {missing}"
 
+
+
+@PROPERTY
+@given(data=st.data())
+def test_add_into_is_numpys_plus_equals(data):
+    """add_into(current, grad), the step of backpropagation core.py hands to C, is current += grad: the same
+    values in the same array, whatever the dtypes and layouts (current as a gradient is: a writable array)."""
+    shape = data.draw(shapes())
+    current = data.draw(hnp.arrays(data.draw(st.sampled_from([np.float32, np.float64])), shape,
+                                   elements=elements(np.dtype(np.float64), "any")))
+    if data.draw(st.sampled_from(["C", "F"])) == "F":
+        current = np.asfortranarray(current)
+    grad = data.draw(operand(shape))
+    expected = current.copy()
+    with np.errstate(all="ignore"):
+        try:
+            expected += np.asarray(grad)
+        except (TypeError, ValueError) as e:  # a cast NumPy's += refuses (float64 into float32 is fine)
+            with pytest.raises(type(e)):
+                C.add_into(current, grad)
+            return
+        result = C.add_into(current, grad)
+    assert result is current
+    np.testing.assert_array_equal(current, expected)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -280,14 +363,20 @@ def affine_fits(w, b, x):
 @PROPERTY
 @given(data=st.data())
 def test_affine_forward(data):
+    """w and b must be float32/float64 (else declined); x may be of any dtype: np.matmul promotes it."""
     w, b, x = data.draw(affine_operands())
     if not affine_fits(w, b, x):
         return refused("affine_forward", "Affine", w, b, x)
+    got = kernel("affine_forward", "Affine", w, b, x)
+    if check_declined("affine_forward", got, (w, b), layout=numpy_dtype(x) == np.longdouble):
+        return
     t = compute_dtype(w, b, x)
+    want = reference(vops.Affine, "forward", {}, as_seen(w, F64), as_seen(b, F64), as_seen(x, F64))
+    if want.dtype == F64:
+        return assert_exact(got, want, F64, "affine_forward", contiguous=False)
     rw, rb, rx = ref(w, t), ref(b, t), ref(x, t)
-    want = reference(vops.Affine, "forward", {}, rw, rb, rx)
     bound = product_bound(rx, rw.T, t) + 2 * float(np.finfo(t).eps) * np.abs(np.nan_to_num(rb.reshape(1, -1)))
-    assert_close(C.affine_forward(w, b, x), want, t, "affine_forward", bound)
+    assert_close(got, reference(vops.Affine, "forward", {}, rw, rb, rx), t, "affine_forward", bound)
 
 
 @PROPERTY
@@ -301,17 +390,23 @@ def test_affine_backward(data):
     bshape = arr(b).shape
     if not (fits and arr(go).shape == (n, m)):
         return refused("affine_backward", "Affine", go, w, x, bshape, need_x)
+    got = kernel("affine_backward", "Affine", go, w, x, bshape, need_x)
+    if check_declined("affine_backward", got, (go, w), layout=numpy_dtype(x) == np.longdouble):
+        return
+    assert isinstance(got, tuple) and len(got) == 3
+    wants = reference(vops.Affine, "backward", {"w": as_seen(w, F64), "b": np.zeros(bshape), "x": as_seen(x, F64)},
+                      as_seen(go, F64))
     t = compute_dtype(go, w, x)
     rgo, rw, rx = ref(go, t), ref(w, t), ref(x, t)
-    got = C.affine_backward(go, w, x, bshape, need_x)
-    assert isinstance(got, tuple) and len(got) == 3
-    gw, gb, gx = reference(vops.Affine, "backward", {"w": rw, "b": np.zeros(bshape, t), "x": rx}, rgo)
-    assert_close(got[0], gw, t, "affine_backward [w]", product_bound(rgo.T, rx, t))
-    assert_close(got[1], gb, t, "affine_backward [b]", sum_bound(rgo, t, axis=0).reshape(bshape))
-    if need_x:
-        assert_close(got[2], gx, t, "affine_backward [x]", product_bound(rgo, rw, t))
-    else:
-        assert got[2] is None
+    approx = reference(vops.Affine, "backward", {"w": rw, "b": np.zeros(bshape, t), "x": rx}, rgo)
+    bounds = [product_bound(rgo.T, rx, t), sum_bound(rgo, t, axis=0).reshape(bshape), product_bound(rgo, rw, t)]
+    for k, what in enumerate(["w", "b", "x"]):
+        if k == 2 and not need_x:
+            assert got[2] is None
+        elif wants[k].dtype == F64:
+            assert_exact(got[k], wants[k], F64, f"affine_backward [{what}]")
+        else:
+            assert_close(got[k], approx[k], F32, f"affine_backward [{what}]", bounds[k])
 
 
 def finite_matrix(draw, lo, hi, shape=None):
@@ -329,35 +424,57 @@ def test_logsoftmax_forward(data):
     a = arr(x)
     if a.ndim != 2 or (a.shape[1] == 0 and a.shape[0] > 0):
         return refused("logsoftmax_forward", "LogSoftmax", x)
+    got = kernel("logsoftmax_forward", "LogSoftmax", x)
     t = compute_dtype(x)
-    rx = ref(x, t)
-    if a.shape[0] == 0:  # no rows: NumPy's max refuses the empty reduction, the kernel gives an empty result
-        return check_array(C.logsoftmax_forward(x), t, rx.shape, "logsoftmax_forward")
-    want = reference(vops.LogSoftmax, "forward", {}, rx)
-    if not np.isfinite(rx).all():
-        check_array(C.logsoftmax_forward(x), t, rx.shape, "logsoftmax_forward")  # specials: shape and dtype
+    non_c = t == F64 and isinstance(x, np.ndarray) and not x.flags.c_contiguous
+    if check_declined("logsoftmax_forward", got, (x,), layout=non_c and not leaves_to_numpy(x)):
         return
+    assert isinstance(got, tuple) and len(got) == 4
+    if a.shape[0] == 0:  # no rows: NumPy's argmax refuses the (0, 0) matrix, the kernel gives empty results
+        return check_array(got[0], t, a.shape, "logsoftmax_forward")
+    ctx = {}
+    want = reference(vops.LogSoftmax, "forward", ctx, as_seen(x, t))
+    if t == F64:
+        for k, (g, w) in enumerate(zip(got, (want, ctx["expd"], ctx["sumd"]))):
+            assert_exact(g, w, t, f"logsoftmax_forward [{k}]")
+        np.testing.assert_array_equal(got[3], ctx["idxs"])
+        return
+    rx = ref(x, t)
+    if not np.isfinite(rx).all():
+        return check_array(got[0], t, rx.shape, "logsoftmax_forward")  # specials: shape and dtype
     # y = (x - m) - log(sum exp(x - m)): each of the two terms is off by a few ulps of its own size
     scale = np.abs(rx - rx.max(axis=1, keepdims=True)) + np.log(max(a.shape[1], 1)) + 1
-    assert_close(C.logsoftmax_forward(x), want, t, "logsoftmax_forward", 8 * float(np.finfo(t).eps) * scale)
+    assert_close(got[0], want, t, "logsoftmax_forward", 8 * float(np.finfo(t).eps) * scale)
 
 
 @PROPERTY
 @given(data=st.data())
 def test_logsoftmax_backward(data):
-    y = finite_matrix(data.draw, -30.0, 5.0)
-    go = data.draw(operand(data.draw(maybe_same(arr(y).shape, MATRIX)), "moderate"))
-    if arr(go).shape != arr(y).shape or arr(y).ndim != 2:  # (a (0, k) matrix as a list is 1-D: refused)
-        return refused("logsoftmax_backward", "LogSoftmax", go, y)
-    t = compute_dtype(go, y)
-    rgo, ry = ref(go, t), ref(y, t)
-    want = reference(vops.LogSoftmax, "backward", {"y": ry}, rgo)
-    if not np.isfinite(rgo).all():
-        check_array(C.logsoftmax_backward(go, y), t, ry.shape, "logsoftmax_backward")
+    """Against the Reference's backward on the context its forward made (expd, sumd, idxs), go in any
+    layout and dtype."""
+    x = finite_matrix(data.draw, -30.0, 5.0)
+    if 0 in arr(x).shape:
+        return  # NumPy's max refuses empty rows; no rows, nothing to differentiate
+    go = data.draw(operand(data.draw(maybe_same(arr(x).shape, MATRIX)), "moderate"))
+    ctx = {}
+    reference(vops.LogSoftmax, "forward", ctx, ref(x, compute_dtype(x)))
+    if arr(go).shape != arr(x).shape:
+        return refused("logsoftmax_backward", "LogSoftmax", go, ctx["expd"], ctx["sumd"], ctx["idxs"])
+    args = (go, ctx["expd"], ctx["sumd"], ctx["idxs"])
+    got = kernel("logsoftmax_backward", "LogSoftmax", *args)
+    if check_declined("logsoftmax_backward", got, args[:3], same_float=True):
         return
-    bound = np.exp(ry) * (sum_bound(rgo, t, axis=1, keepdims=True) + 8 * float(np.finfo(t).eps)
-                          * np.abs(rgo.sum(axis=1, keepdims=True)))
-    assert_close(C.logsoftmax_backward(go, y), want, t, "logsoftmax_backward", bound)
+    t = compute_dtype(*args[:3])
+    want = reference(vops.LogSoftmax, "backward", dict(ctx), as_seen(go, t))
+    if t == F64:
+        return assert_exact(got, want, t, "logsoftmax_backward")
+    rgo = ref(go, t)
+    if not np.isfinite(rgo).all():
+        return check_array(got, t, rgo.shape, "logsoftmax_backward")
+    e = ctx["expd"] / ctx["sumd"][:, None]
+    bound = (e + 1) * (sum_bound(rgo, t, axis=1, keepdims=True) + 8 * float(np.finfo(t).eps)
+                       * (np.abs(rgo).sum(axis=1, keepdims=True) + np.abs(rgo)))
+    assert_close(got, want, t, "logsoftmax_backward", bound)
 
 
 @PROPERTY
@@ -372,11 +489,14 @@ def test_logceloss_forward(data):
              and bool(np.all((k >= -cols) & (k < cols))))
     if not valid:
         return refused("logceloss_forward", "LogCELoss", lp, targets)
+    got = kernel("logceloss_forward", "LogCELoss", lp, targets)
+    if check_declined("logceloss_forward", got, (lp,)):
+        return
     t = compute_dtype(lp)
+    want = reference(vops.LogCELoss, "forward", {}, as_seen(lp, t), targets=k.astype(np.intp))
     rlp = ref(lp, t)
-    want = reference(vops.LogCELoss, "forward", {}, rlp, targets=k.astype(np.intp))
     picked = rlp[np.arange(rows), k.astype(np.intp)] if rows else np.zeros(0, t)
-    assert_close(C.logceloss_forward(lp, targets), want, t, "logceloss_forward", sum_bound(picked, t))
+    check(got, want, t, "logceloss_forward", sum_bound(picked, t) if t == F32 else 0.0)
 
 
 @PROPERTY
@@ -391,14 +511,17 @@ def test_logceloss_backward(data):
              and bool(np.all((k >= -cols) & (k < cols))))
     if not valid:
         return refused("logceloss_backward", "LogCELoss", go, targets, shape)
+    got = kernel("logceloss_backward", "LogCELoss", go, targets, shape)
+    if check_declined("logceloss_backward", got, (go,)):
+        return
     t = compute_dtype(go)
     ctx = {"targets": k.astype(np.intp), "shape": tuple(int(d) for d in shape)}
     want = reference(vops.LogCELoss, "backward", ctx, ref(go, t).reshape(()))
-    assert_exact(C.logceloss_backward(go, targets, shape), want, t, "logceloss_backward")
+    assert_exact(got, want, t, "logceloss_backward")
 
 
 # ------------------------------------------------------------------------------------------------
-# The compiled graph machinery (csrc/graph.c) against its Python reference (vgrad/core.py)
+# The graph machinery (vgrad/core.py) on random graphs, against central differences
 # ------------------------------------------------------------------------------------------------
 
 GRAPH_OPS = [("unary", vops.Sigmoid), ("unary", vops.Exp), ("unary", vops.Id), ("unary", vops.ReLU),
@@ -424,11 +547,12 @@ def _twice(x, trace):
     return Twice.do_forward(x)
 
 
-def _random_graph(plan, trace):
+def _random_graph(plan, trace, values=None):
     """Builds the graph a plan describes: each step applies an op to earlier nodes (by index)."""
     import vgrad as vg
 
-    leaves = [vg.TensorNode(np.linspace(-1.0, 1.0, 3) + i) for i in range(3)]
+    values = values if values is not None else [np.linspace(-1.0, 1.0, 3) + i for i in range(3)]
+    leaves = [vg.TensorNode(v.copy()) for v in values]
     nodes = list(leaves)
     for kind, op, picks, frozen in plan:
         args = [nodes[p % len(nodes)] for p in picks]
@@ -451,41 +575,45 @@ PLAN_STEP = st.tuples(st.sampled_from(GRAPH_OPS), st.lists(st.integers(0, 50), m
 
 @PROPERTY
 @given(plan=st.lists(PLAN_STEP, min_size=1, max_size=12))
-def test_compiled_graph_machinery_matches_the_python_reference(plan):
-    """Random graphs (diamonds, shared inputs, two-output ops, nodes with requires_grad False): do_forward,
-    backward, zero_grad and clear give the same values, gradients, visits, parent counts and order of backward
-    calls with the compiled engine as with core.py's Python one."""
-    import vgrad.core as core
-
-    results = []
-    for compiled in (True, False):
-        core.COMPILED_GRAPH = compiled
+def test_graph_machinery_on_random_graphs(plan):
+    """Random graphs (diamonds, shared inputs, two-output ops, nodes with requires_grad False): backward gives
+    the leaves the derivatives central differences give (through the nodes that require a gradient), visits
+    every node once per parent below the loss, runs each op's backward once; zero_grad zeroes every gradient;
+    clear cuts every link. (tests/test_graph_engine.py runs the graph tests with core.py as Python too.)"""
+    trace = []
+    leaves, nodes, loss = _random_graph(plan, trace)
+    nodes = nodes + [loss]
+    with np.errstate(all="ignore"):
         try:
-            trace = []
-            leaves, nodes, loss = _random_graph(plan, trace)
-            nodes = nodes + [loss]
-            error = None
-            with np.errstate(all="ignore"):
-                try:
-                    loss.backward()
-                except ValueError as e:  # every path to the loss passes a node with requires_grad False
-                    error = str(e)
-            state = (error, [n.value.copy() for n in nodes], [n.grad.copy() for n in nodes], [n.visits for n in nodes],
-                     [n.numparents for n in nodes], list(trace))
-            loss.zero_grad()
-            zeroed = [float(np.abs(n.grad).sum()) for n in nodes]
-            loss.clear()
-            cleared = [(n.source is None, n.visits, n.numparents) for n in nodes]
-            results.append((state, zeroed, cleared))
-        finally:
-            core.COMPILED_GRAPH = True
-    (s1, z1, c1), (s2, z2, c2) = results
-    assert s1[0] == s2[0]
-    for a, b in zip(s1[1] + s1[2], s2[1] + s2[2]):
-        np.testing.assert_array_equal(a, b)
-    assert s1[3:] == s2[3:]
-    assert z1 == z2 == [0.0] * len(z1)
-    assert c1 == c2
+            loss.backward()
+        except ValueError:  # every path to the loss passes a node with requires_grad False
+            assert not loss.requires_grad or all(not n.requires_grad for n in nodes[-2:])
+            return
+    backward_calls = [entry for entry in trace if entry[0] == "backward"]
+    assert len(backward_calls) == len(set(backward_calls))  # each two-output op ran its backward at most once
+    frozen_anywhere = any(not n.requires_grad for n in nodes)
+    if not frozen_anywhere:
+        values = [leaf.value.copy() for leaf in leaves]
+        at = float(loss.value)
+        for i, leaf in enumerate(leaves):
+            for j in range(leaf.value.size):
+                numeric = []
+                for sign in (1.0, -1.0):
+                    shifted = [v.copy() for v in values]
+                    shifted[i][j] += sign * 1e-6
+                    with np.errstate(all="ignore"):
+                        numeric.append(float(_random_graph(plan, [], shifted)[2].value))
+                right, left = (numeric[0] - at) / 1e-6, (at - numeric[1]) / 1e-6
+                if not (np.isfinite(right) and np.isfinite(left)) or abs(right - left) > 1e-3 * max(1.0, abs(right)):
+                    continue  # a kink (ReLU at 0) or an overflow at this point: no derivative to compare
+                derivative = (numeric[0] - numeric[1]) / 2e-6
+                assert abs(leaf.grad[j] - derivative) <= 1e-4 * max(1.0, abs(derivative)), (i, j)
+    import vgrad.core as core
+    below = core._nodes_below(loss)  # (an output of a two-output op that the loss does not use is not below it)
+    loss.zero_grad()
+    assert all(float(np.abs(n.grad).sum()) == 0.0 for n in below)
+    loss.clear()
+    assert all(n.source is None and n.visits == 0 and n.numparents == 0 for n in below)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -499,8 +627,12 @@ def test_compiled_graph_machinery_matches_the_python_reference(plan):
 def test_unary_forward(name, data):
     op, exact = UNARY_FORWARD[name]
     x = data.draw(operand(shapes()))
+    got = kernel(name, op.__name__, x)
+    if check_declined(name, got, (x,)):
+        return
     t = compute_dtype(x)
-    got = getattr(C, name)(x)
+    if t == F64:
+        return assert_exact(got, reference(op, "forward", {}, as_seen(x, t)), t, name, contiguous=False)
     want = reference(op, "forward", {}, ref(x, t))
     (assert_exact if exact else assert_close)(got, want, t, name)
 
@@ -509,23 +641,28 @@ def test_unary_forward(name, data):
 @PROPERTY
 @given(data=st.data())
 def test_unary_backward(name, data):
-    op, key = UNARY_BACKWARD[name]
+    op, key, several = UNARY_BACKWARD[name]
     shape = data.draw(shapes())
     go, s = data.draw(operand(shape)), data.draw(operand(data.draw(maybe_same(shape))))
     if arr(go).shape != arr(s).shape:
         return refused(name, op.__name__, go, s)
+    got = kernel(name, op.__name__, go, s)
+    if check_declined(name, got, (go, s), same_float=several):
+        return
     t = compute_dtype(go, s)
-    got = getattr(C, name)(go, s)
-    assert_exact(got, reference(op, "backward", {key: ref(s, t)}, ref(go, t)), t, name)
+    assert_exact(got, reference(op, "backward", {key: as_seen(s, t)}, as_seen(go, t)), t, name)
 
 
 @PROPERTY
 @given(data=st.data())
 def test_neg_forward(data):
     go = data.draw(operand(shapes()))
+    got = kernel("neg_forward", "Sub", go)
+    if check_declined("neg_forward", got, (go,)):
+        return
     t = compute_dtype(go)
-    _, want = reference(vops.Sub, "backward", {}, ref(go, t))
-    assert_exact(C.neg_forward(go), want, t, "neg_forward")
+    _, want = reference(vops.Sub, "backward", {}, as_seen(go, t))
+    assert_exact(got, want, t, "neg_forward")
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_FORWARD))
@@ -537,23 +674,28 @@ def test_binary_forward(name, data):
     a, b = data.draw(operand(shape)), data.draw(operand(data.draw(maybe_same(shape))))
     if arr(a).shape != arr(b).shape:
         return refused(name, op.__name__, a, b)
+    got = kernel(name, op.__name__, a, b)
+    if check_declined(name, got, (a, b)):
+        return
     t = compute_dtype(a, b)
-    assert_exact(getattr(C, name)(a, b), reference(op, "forward", {}, ref(a, t), ref(b, t)), t, name)
+    assert_exact(got, reference(op, "forward", {}, as_seen(a, t), as_seen(b, t)), t, name)
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_BACKWARD))
 @PROPERTY
 @given(data=st.data())
 def test_binary_backward(name, data):
-    op = BINARY_BACKWARD[name]
+    op, several = BINARY_BACKWARD[name]
     shape = data.draw(shapes())
     go, a, b = (data.draw(operand(data.draw(maybe_same(shape)))) for _ in range(3))
     if not arr(go).shape == arr(a).shape == arr(b).shape:
         return refused(name, op.__name__, go, a, b)
+    got = kernel(name, op.__name__, go, a, b)
+    if check_declined(name, got, (go, a, b), same_float=several):
+        return
     t = compute_dtype(go, a, b)
-    got = getattr(C, name)(go, a, b)
     assert isinstance(got, tuple) and len(got) == 2
-    want = reference(op, "backward", {"a": ref(a, t), "b": ref(b, t)}, ref(go, t))
+    want = reference(op, "backward", {"a": as_seen(a, t), "b": as_seen(b, t)}, as_seen(go, t))
     for k in range(2):
         assert_exact(got[k], want[k], t, f"{name} [{k}]")
 
@@ -567,10 +709,12 @@ def test_binary_backward(name, data):
 @given(data=st.data())
 def test_sum_forward(data):
     x = data.draw(operand(shapes(), "sum"))
+    got = kernel("sum_forward", "Sum", x)
+    if check_declined("sum_forward", got, (x,)):
+        return
     t = compute_dtype(x)
-    ctx = {}
-    want = reference(vops.Sum, "forward", ctx, ref(x, t))
-    assert_close(C.sum_forward(x), want, t, "sum_forward", sum_bound(ref(x, t), t))
+    want = reference(vops.Sum, "forward", {}, as_seen(x, t))
+    check(got, want, t, "sum_forward", sum_bound(ref(x, t), t))
 
 
 @st.composite
@@ -619,9 +763,12 @@ def test_sum_backward(data):
     xsize = data.draw(shape_argument())
     if arr(go).size != 1 or not shape_ok(xsize):
         return refused("sum_backward", "Sum", go, xsize)
+    got = kernel("sum_backward", "Sum", go, xsize)
+    if check_declined("sum_backward", got, (go,)):
+        return
     t = compute_dtype(go)
     want = reference(vops.Sum, "backward", {"xsize": tuple(int(d) for d in xsize)}, ref(go, t).reshape(()))
-    assert_exact(C.sum_backward(go, xsize), want, t, "sum_backward")
+    assert_exact(got, want, t, "sum_backward")
 
 
 def matrix_or_not(draw, kind="any"):
@@ -636,9 +783,12 @@ def test_rowsum_forward(data):
     x = matrix_or_not(data.draw, "sum")
     if arr(x).ndim != 2:
         return refused("rowsum_forward", "RowSum", x)
+    got = kernel("rowsum_forward", "RowSum", x)
+    if check_declined("rowsum_forward", got, (x,)):
+        return
     t = compute_dtype(x)
-    want = reference(vops.RowSum, "forward", {}, ref(x, t))
-    assert_close(C.rowsum_forward(x), want, t, "rowsum_forward", sum_bound(ref(x, t), t, axis=1))
+    want = reference(vops.RowSum, "forward", {}, as_seen(x, t))
+    check(got, want, t, "rowsum_forward", sum_bound(ref(x, t), t, axis=1))
 
 
 @PROPERTY
@@ -649,9 +799,12 @@ def test_rowsum_backward(data):
     go = data.draw(operand(data.draw(maybe_same((rows,), shapes(max_dims=2)))))
     if not shape_ok(xshape, 2) or arr(go).shape != (int(xshape[0]),):
         return refused("rowsum_backward", "RowSum", go, xshape)
+    got = kernel("rowsum_backward", "RowSum", go, xshape)
+    if check_declined("rowsum_backward", got, (go,)):
+        return
     t = compute_dtype(go)
     want = reference(vops.RowSum, "backward", {"xshape": tuple(int(d) for d in xshape)}, ref(go, t))
-    assert_exact(C.rowsum_backward(go, xshape), want, t, "rowsum_backward")
+    assert_exact(got, want, t, "rowsum_backward")
 
 
 @PROPERTY
@@ -661,17 +814,17 @@ def test_rowmax_forward(data):
     a = arr(x)
     if a.ndim != 2 or (a.shape[1] == 0 and a.shape[0] > 0):
         return refused("rowmax_forward", "RowMax", x)
+    got = kernel("rowmax_forward", "RowMax", x)
+    if check_declined("rowmax_forward", got, (x,)):
+        return
     t = compute_dtype(x)
     ctx = {"idxs": np.zeros(0, dtype=np.intp)}
     if a.shape[0]:  # np.argmax refuses the (0, 0) matrix, whose zero rows have (empty) maxima
-        want = reference(vops.RowMax, "forward", ctx, ref(x, t))
+        want = reference(vops.RowMax, "forward", ctx, as_seen(x, t))
     else:
         want = np.zeros(0, dtype=t)
-    got = C.rowmax_forward(x)
     assert isinstance(got, tuple) and len(got) == 2
-    check_array(got[0], t, want.shape, "rowmax_forward")
-    same_special(got[0], want, "rowmax_forward")
-    assert np.array_equal(got[0], want, equal_nan=True)  # max is exact (a zero's sign may differ: -0 == 0)
+    assert_exact(got[0], want, t, "rowmax_forward")  # max is exact; the sign of a tie of zeros is np.amax's
     np.testing.assert_array_equal(got[1], ctx["idxs"], err_msg="rowmax_forward: the indices of the maxima")
 
 
@@ -687,10 +840,12 @@ def test_rowmax_backward(data):
              and bool(np.all((k >= 0) & (k < cols))))
     if not valid:
         return refused("rowmax_backward", "RowMax", go, idxs, xshape)
+    got = kernel("rowmax_backward", "RowMax", go, idxs, xshape)
+    if check_declined("rowmax_backward", got, (go,)):
+        return
     t = compute_dtype(go)
     ctx = {"xshape": tuple(int(d) for d in xshape), "idxs": k.reshape(-1).astype(np.intp)}
-    assert_exact(C.rowmax_backward(go, idxs, xshape), reference(vops.RowMax, "backward", ctx, ref(go, t)), t,
-                 "rowmax_backward")
+    assert_exact(got, reference(vops.RowMax, "backward", ctx, ref(go, t)), t, "rowmax_backward")
 
 
 @PROPERTY
@@ -700,16 +855,18 @@ def test_normalize_forward(data):
     x = matrix_or_not(data.draw, "positive")
     if arr(x).ndim != 2:
         return refused("normalize_forward", "Normalize", x)
+    got = kernel("normalize_forward", "Normalize", x)
+    if check_declined("normalize_forward", got, (x,)):
+        return
     t = compute_dtype(x)
     ctx = {}
-    want = reference(vops.Normalize, "forward", ctx, ref(x, t))
-    got = C.normalize_forward(x)
+    want = reference(vops.Normalize, "forward", ctx, as_seen(x, t))
     assert isinstance(got, tuple) and len(got) == 2
     n = arr(x).shape[1]
     eps = float(np.finfo(t).eps)
-    assert_close(got[1], ctx["sumd"], t, "normalize_forward sumd", sum_bound(ref(x, t), t, axis=1, keepdims=True))
+    check(got[1], ctx["sumd"], t, "normalize_forward sumd", sum_bound(ref(x, t), t, axis=1, keepdims=True))
     with np.errstate(all="ignore"):
-        assert_close(got[0], want, t, "normalize_forward", 2 * n * eps * np.abs(want))
+        check(got[0], want, t, "normalize_forward", 2 * n * eps * np.abs(want))
 
 
 @PROPERTY
@@ -726,12 +883,22 @@ def test_normalize_backward(data):
     g, a = arr(go), arr(x)
     if not (a.ndim == 2 and g.shape == a.shape and arr(sumd).size == a.shape[0]):
         return refused("normalize_backward", "Normalize", go, x, sumd)
+    got = kernel("normalize_backward", "Normalize", go, x, sumd)
     t = compute_dtype(go, x, sumd)
+    non_c = any(isinstance(v, np.ndarray) and not v.flags.c_contiguous for v in (go, x))
+    if check_declined("normalize_backward", got, (go, x, sumd), same_float=True,
+                      layout=t == F64 and non_c and not leaves_to_numpy(go, x, sumd)):
+        return
+    if t == F64:
+        S = as_seen(sumd, t)
+        S = S.reshape(-1, 1) if S.ndim != 2 else S
+        want = reference(vops.Normalize, "backward", {"x": as_seen(x, t), "sumd": S}, as_seen(go, t))
+        return assert_exact(got, want, t, "normalize_backward")
     G, X, S = ref(go, t), ref(x, t), ref(sumd, t).reshape(-1, 1)
     want = reference(vops.Normalize, "backward", {"x": X, "sumd": S}, G)
     with np.errstate(all="ignore"):
         bound = sum_bound(G * X / (S * S), t, axis=1, keepdims=True)
-    assert_close(C.normalize_backward(go, x, sumd), want, t, "normalize_backward", bound)
+    assert_close(got, want, t, "normalize_backward", bound)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -754,9 +921,12 @@ def test_expand_forward(data):
     valid = (-a.ndim <= dim < a.ndim and a.shape[dim] == 1 and 0 <= repeats <= 4)
     if not valid:
         return refused("expand_forward", "Expand", x, dim, repeats)
+    got = kernel("expand_forward", "Expand", x, dim, repeats)
+    if check_declined("expand_forward", got, (x,)):
+        return
     t = compute_dtype(x)
-    want = reference(vops.Expand, "forward", {}, ref(x, t), dim=dim, repeats=repeats)
-    assert_exact(C.expand_forward(x, dim, repeats), want, t, "expand_forward")
+    want = reference(vops.Expand, "forward", {}, as_seen(x, t), dim=dim, repeats=repeats)
+    assert_exact(got, want.astype(t), t, "expand_forward")
 
 
 @PROPERTY
@@ -767,10 +937,12 @@ def test_expand_backward(data):
     g = arr(go)
     if not -g.ndim <= dim < g.ndim:
         return refused("expand_backward", "Expand", go, dim)
+    got = kernel("expand_backward", "Expand", go, dim)
+    if check_declined("expand_backward", got, (go,)):
+        return
     t = compute_dtype(go)
-    G = ref(go, t)
-    want = reference(vops.Expand, "backward", {"dim": dim}, G)
-    assert_close(C.expand_backward(go, dim), want, t, "expand_backward", sum_bound(G, t, axis=dim, keepdims=True))
+    want = reference(vops.Expand, "backward", {"dim": dim}, as_seen(go, t))
+    check(got, want, t, "expand_backward", sum_bound(ref(go, t), t, axis=dim, keepdims=True))
 
 
 @PROPERTY
@@ -836,9 +1008,12 @@ def test_select_forward(data):
     valid = a.ndim == 2 and is_index(k) and k.ndim == 1 and k.size == rows and bool(np.all((k >= -cols) & (k < cols)))
     if not valid:
         return refused("select_forward", "Select", x, indices)
+    got = kernel("select_forward", "Select", x, indices)
+    if check_declined("select_forward", got, (x,)):
+        return
     t = compute_dtype(x)
-    want = reference(vops.Select, "forward", {}, ref(x, t), indices=k.astype(np.intp))
-    assert_exact(C.select_forward(x, indices), want, t, "select_forward")
+    want = reference(vops.Select, "forward", {}, as_seen(x, t), indices=k.astype(np.intp))
+    assert_exact(got, want.astype(t), t, "select_forward")
 
 
 @PROPERTY
@@ -853,10 +1028,12 @@ def test_select_backward(data):
              and bool(np.all((k >= -cols) & (k < cols))))
     if not valid:
         return refused("select_backward", "Select", go, indices, xshape)
+    got = kernel("select_backward", "Select", go, indices, xshape)
+    if check_declined("select_backward", got, (go,)):
+        return
     t = compute_dtype(go)
     ctx = {"input_size": tuple(int(d) for d in xshape), "indices": k.reshape(-1, 1).astype(np.intp)}
-    assert_exact(C.select_backward(go, indices, xshape), reference(vops.Select, "backward", ctx, ref(go, t)), t,
-                 "select_backward")
+    assert_exact(got, reference(vops.Select, "backward", ctx, ref(go, t)), t, "select_backward")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -911,23 +1088,26 @@ def test_matrix_products(name, data):
     objs = data.draw(matrices(*pairs))
     if not dims_fit(objs, pairs):
         return refused(name, op.__name__, *objs)
+    with np.errstate(all="ignore"):  # np.matmul warns about NaN results, in vugrad too
+        got = kernel(name, op.__name__, *objs)
+    if check_declined(name, got, objs):
+        return
     t = compute_dtype(*objs)
     R = [ref(o, t) for o in objs]
-    with np.errstate(all="ignore"):  # NumPy's BLAS call warns about NaN results; the other kernels do not
-        got = getattr(C, name)(*objs)
+    G = [as_seen(o, t) for o in objs]
     if keys is None:
-        want = reference(op, "forward", {}, *R)
+        want = reference(op, "forward", {}, *G)
         first, second = (R[0], R[1]) if name == "matmul_forward" else (R[1], R[0].T)
-        return assert_close(got, want, t, name, product_bound(first, second, t))
+        return check(got, want, t, name, product_bound(first, second, t) if t == F32 else 0.0)
     go, p, q = R
-    want = reference(op, "backward", {keys[0]: p, keys[1]: q}, go)
+    want = reference(op, "backward", {keys[0]: G[1], keys[1]: G[2]}, G[0])
     assert isinstance(got, tuple) and len(got) == 2
     if name == "matmul_backward":  # (go @ b.T, a.T @ go)
         bounds = product_bound(go, q.T, t), product_bound(p.T, go, t)
     else:  # (go.T @ vectors, go @ matrix)
         bounds = product_bound(go.T, q, t), product_bound(go, p, t)
     for k in range(2):
-        assert_close(got[k], want[k], t, f"{name} [{k}]", bounds[k])
+        check(got[k], want[k], t, f"{name} [{k}]", bounds[k] if t == F32 else 0.0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -984,6 +1164,9 @@ def test_any_arguments_never_crash(name, data):
         getattr(C, name)(*args)
     except CLEAN:
         pass
+    except Exception:  # add_into is `current += grad`: whatever += raises for these operands, it raises
+        if name != "add_into":
+            raise
 
 
 JUNK = ANYTHING | st.builds(object) | st.just(vops.Add) | st.lists(st.none() | st.integers(0, 3), max_size=3)
@@ -995,8 +1178,6 @@ JUNK = ANYTHING | st.builds(object) | st.just(vops.Add) | st.lists(st.none() | s
 def test_junk_arguments_never_crash(name, args):
     """Entry points without a valid-call entry yet: any number of arguments of any kind gives a result or a
     clean exception, never a crash."""
-    if name == "register_node_types":
-        return  # it rebinds the graph engine's node classes for the whole process
     try:
         getattr(C, name)(*args)
     except CLEAN:

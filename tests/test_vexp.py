@@ -1,6 +1,7 @@
-"""csrc/vexp.c: the vectorised exp behind Exp, Sigmoid and LogSoftmax is within 1 ulp of the correctly
-rounded exp over the whole range, and gives libm's answers at the edges (overflow, underflow, subnormals,
-NaN, infinities)."""
+"""csrc/vexp.c: the vectorised float32 exp behind Exp and Sigmoid is within 1 ulp of the correctly rounded
+exp over the whole range, and gives libm's answers at the edges (overflow, underflow, subnormals, NaN,
+infinities). float64 does not use it: it runs NumPy's own exp loop and gives np.exp's results bit for bit
+(tests/test_exact.py checks that in detail)."""
 import numpy as np
 import pytest
 
@@ -11,10 +12,9 @@ def ulps(got, want):
     return np.abs(got.astype(np.float64) - want) / np.spacing(want.astype(got.dtype)).astype(np.float64)
 
 
-def test_float64_within_one_ulp():
+def test_float64_is_numpys_exp():
     x = np.concatenate([np.linspace(-708, 708, 400_001), np.random.default_rng(0).standard_normal(10_000)])
-    want = np.exp(x)  # NumPy's float64 exp is within 1 ulp too; compare with a 2-ulp budget between them
-    assert ulps(C.exp_forward(x), want).max() <= 2.0
+    np.testing.assert_array_equal(C.exp_forward(x), np.exp(x))
 
 
 def test_float32_within_one_ulp_of_the_rounded_float64_exp():
@@ -25,8 +25,9 @@ def test_float32_within_one_ulp_of_the_rounded_float64_exp():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_edges_match_numpy(dtype):
-    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 88.0, 89.0, -87.5, -95.0, -104.0, -110.0, 709.0, 710.0,
-                  -708.5, -740.0, -745.0, -746.0, 1e300, -1e300], dtype=dtype)
+    with np.errstate(over="ignore"):  # 1e300 is inf in float32
+        x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 88.0, 89.0, -87.5, -95.0, -104.0, -110.0, 709.0, 710.0,
+                      -708.5, -740.0, -745.0, -746.0, 1e300, -1e300], dtype=dtype)
     with np.errstate(over="ignore", under="ignore"):
         want = np.exp(x)
     got = C.exp_forward(x)

@@ -385,9 +385,14 @@ def _run_backward(opnode):
                              f'which has shape {value.shape}: they must be equal')
         current = node._grad
         if current is None:
-            # The first contribution: keep the array itself if it belongs to nobody else, else copy it.
+            # The first contribution: keep the array itself if it belongs to nobody else, else copy it, in C
+            # order: the layout of vugrad's gradients (np.zeros plus the contributions), which the ops'
+            # backward then receive, and whose order their sums follow.
             dtype = grad_dtype(value)
-            node._grad = grad if (fresh and grad.dtype == dtype) else np.array(grad, dtype=dtype)
+            if fresh and grad.dtype == dtype and grad.flags.c_contiguous:
+                node._grad = grad
+            else:
+                node._grad = np.array(grad, dtype=dtype, order='C')
         else:
             node._grad = _C.add_into(current, grad)  # current += grad, in C: NumPy's += costs more than the sum
             # -- adding to what is there implements the multivariate chain rule: every op that uses a node

@@ -7,8 +7,13 @@ graph with it, e.g. `vg.Sigmoid.Reference.do_forward(x)`, and compare.
 
 Each op stores in `context` what vugrad stores, under the same keys, so code that reads them keeps working.
 
-Conventions of the kernels (see csrc/vgrad.h): float32 inputs give float32 results, float64 give float64;
-integer and bool inputs are computed in float64; any memory layout works.
+Conventions (see csrc/vgrad.h): float64 results are bit-identical to the Reference's, which are vugrad's: the
+kernels run NumPy's own exp, log and sum loops and np.matmul, and do their arithmetic in the formula's
+order. float32 inputs give float32 results by faster paths, which may differ from NumPy's in the last bits;
+mixed float32/float64 inputs are computed in float64. For any other dtype (integers, bool, float16) the op
+runs its Reference, so the result has the dtype NumPy gives (int64 + int64 is int64), as in vugrad: each
+op's forward and backward is a `_C.with_reference` of the C-backed method and the Reference's (see the end
+of this file), and a kernel declines what it does not compute. Any memory layout works.
 """
 import numpy as np
 
@@ -522,41 +527,62 @@ class Affine(Op):
         @staticmethod
         def forward(context, w, b, x):
             context['w'], context['b'], context['x'] = w, b, x
-            return np.matmul(x, w.T) + np.reshape(b, (1, -1))
+            # BatchMM, Expand (the bias as one row, repeated for every input), Add
+            return np.matmul(x, w.T) + np.repeat(np.reshape(b, (1, -1)), x.shape[0], axis=0)
 
         @staticmethod
         def backward(context, go):
             w, b, x = context['w'], context['b'], context['x']
-            return np.matmul(go.T, x), go.sum(axis=0).reshape(np.shape(b)), np.matmul(go, w)
+            go = np.ascontiguousarray(go)  # as vugrad hands it to BatchMM and Expand: np.zeros plus go
+            # BatchMM's gradients, and Expand's: the sum over the repeated rows
+            return np.matmul(go.T, x), go.sum(axis=0, keepdims=True).reshape(np.shape(b)), np.matmul(go, w)
 
 
 class LogSoftmax(Op):
     """
-    The logarithm of the row-wise softmax of a matrix, with the log-sum-exp trick: logsoftmax's ten ops as
-    one. The row maximum is subtracted for stability; it cancels out of the gradient.
+    The logarithm of the row-wise softmax of a matrix, with the log-sum-exp trick: logsoftmax's ten ops (RowMax,
+    Unsqueeze, Expand, Sub, Exp, RowSum, Log, Unsqueeze, Expand, Sub) as one, computing the same numbers in the
+    same order, forward and backward.
     """
     backward_returns_new_arrays = True
 
     @staticmethod
     def forward(context, x):
-        context['y'] = _C.logsoftmax_forward(x)
-        return context['y']
+        y, context['expd'], context['sumd'], context['idxs'] = _C.logsoftmax_forward(x)
+        return y
 
     @staticmethod
     def backward(context, go):
-        return _C.logsoftmax_backward(go, context['y'])
+        return _C.logsoftmax_backward(go, context['expd'], context['sumd'], context['idxs'])
 
     class Reference(Op):
         @staticmethod
         def forward(context, x):
-            diff = x - x.max(axis=1, keepdims=True)
-            context['y'] = diff - np.log(np.exp(diff).sum(axis=1, keepdims=True))
-            return context['y']
+            # vugrad's logsoftmax, op by op
+            cols = x.shape[1]
+            xmax = np.repeat(np.expand_dims(np.amax(x, axis=1), 1), cols, axis=1)    # RowMax, Unsqueeze, Expand
+            diff = x - xmax                                                          # Sub
+            expd = np.exp(diff)                                                      # Exp
+            sumd = np.sum(expd, axis=1)                                              # RowSum
+            denominator = np.repeat(np.expand_dims(np.log(sumd), 1), cols, axis=1)   # Log, Unsqueeze, Expand
+            context['expd'], context['sumd'], context['idxs'] = expd, sumd, np.argmax(x, axis=1)
+            return diff - denominator                                                # Sub
 
         @staticmethod
         def backward(context, go):
-            # y_ij = x_ij - log sum_k exp(x_ik), so dy_ik/dx_ij = [k == j] - softmax_ij
-            return go - np.exp(context['y']) * go.sum(axis=1, keepdims=True)
+            # The ten ops' gradients in the order vugrad's backward reaches them, from the last Sub. Each op
+            # gets its output's gradient as vugrad keeps it: np.zeros plus the contributions, so C-ordered.
+            expd, sumd, idxs = context['expd'], context['sumd'], context['idxs']
+            go = np.ascontiguousarray(go)
+            gdenominator = -go                                        # Sub: (go, -go)
+            glog = gdenominator.sum(axis=1, keepdims=True)[:, 0]      # Expand, Unsqueeze
+            gsumd = glog / sumd                                       # Log: go / x
+            gexpd = np.broadcast_to(gsumd[:, None], expd.shape)       # RowSum
+            gdiff = go + gexpd * expd                                 # diff: go from Sub, then Exp's go * expd
+            gxmax = (-gdiff).sum(axis=1, keepdims=True)[:, 0]         # Sub: (gdiff, -gdiff); Expand, Unsqueeze
+            gmax = np.zeros(expd.shape, dtype=gxmax.dtype)            # RowMax
+            gmax[np.arange(len(idxs)), idxs] = gxmax
+            return gdiff + gmax                                       # x: gdiff from Sub, then RowMax's
 
 
 class LogCELoss(Op):
@@ -580,13 +606,15 @@ class LogCELoss(Op):
         @staticmethod
         def forward(context, logprobs, *, targets):
             context['targets'], context['shape'] = targets, np.shape(logprobs)
-            return np.asarray(-logprobs[np.arange(len(targets)), targets].sum())
+            per_instance = np.take_along_axis(logprobs, np.reshape(targets, (-1, 1)), axis=1)[:, 0]  # Select
+            return np.asarray(per_instance.sum() * -1.0)                                            # Sum, * -1.0
 
         @staticmethod
         def backward(context, go):
+            # Multiply's gradient go * -1.0, spread by Sum, placed by Select at each row's target
             targets = context['targets']
             glp = np.zeros(context['shape'], dtype=go.dtype)
-            glp[np.arange(len(targets)), targets] = -go
+            glp[np.arange(len(targets)), targets] = go * -1.0
             return glp
 
 
@@ -594,8 +622,15 @@ class LogCELoss(Op):
 ALL_OPS = (Add, Sub, Multiply, Div, MatrixMultiply, BatchMM, Log, Exp, Sigmoid, ReLU, Id, Sum, RowSum, RowMax,
            Normalize, Expand, Select, Squeeze, Unsqueeze, Affine, LogSoftmax, LogCELoss)
 
-for _op in ALL_OPS:  # give the references readable names in error messages and reprs
+for _op in ALL_OPS:
+    # readable names for the references in error messages and reprs
     _op.Reference.__name__ = _op.Reference.__qualname__ = f'{_op.__name__}.Reference'
+    # The one rule for what the kernels do not compute: they decline (dtypes other than float32/float64, and
+    # float64 layouts whose NumPy order of evaluation they do not reproduce) and the Reference runs instead.
+    # A with_reference calls the method above, and the Reference's when it declines; it reads as the method
+    # (its __wrapped__), and costs one C call.
+    _op.forward = _C.with_reference(_op.forward, _op.Reference.forward)
+    _op.backward = _C.with_reference(_op.backward, _op.Reference.backward)
 del _op
 
 # The CNN toolkit's ops (convolution, pooling, dropout, batch norm, cross-entropy, reshape) live in nn_ops.py;

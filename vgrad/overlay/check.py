@@ -132,7 +132,13 @@ def _where(function):
     function = getattr(inspect.unwrap(function), '__func__', function)
     try:
         path = inspect.getsourcefile(function) or function.__code__.co_filename
-        return f'{os.path.relpath(path)}:{function.__code__.co_firstlineno}'
+        line = function.__code__.co_firstlineno
+        try:  # the `def` line, below any decorators (@staticmethod)
+            lines, start = inspect.getsourcelines(function)
+            line = start + next(i for i, text in enumerate(lines) if text.lstrip().startswith(('def ', 'async def ')))
+        except (OSError, TypeError, StopIteration):
+            pass
+        return f'{os.path.relpath(path)}:{line}'
     except (TypeError, AttributeError, ValueError):
         return '?'
 
