@@ -34,7 +34,10 @@ class Convolution(Op):
     b (O,), as PyTorch's conv2d: Convolution.do_forward(x, w, b, stride=1, padding=0) -> (N, O, OH, OW).
     stride and padding (zeros around each image) are ints or (rows, columns) pairs.
 
-    It is computed as one matrix product: im2col lays every window out as a column of `cols`
+    The C kernels pick by shape: direct loops over one image at a time for stride 1 and small filters (the
+    course's networks), im2col and a BLAS product a chunk of images at a time otherwise; both save x (not the
+    far larger im2col matrix) and run their loops over images on vgrad's thread pool (vgrad._C.num_threads).
+    The Reference is the textbook formulation: im2col lays every window out as a column of `cols`
     (C kh kw, N OH OW), and the filters, as the rows of an (O, C kh kw) matrix, multiply it.
     """
     backward_returns_new_arrays = True
@@ -42,8 +45,8 @@ class Convolution(Op):
     @staticmethod
     def forward(context, x, w, b=None, *, stride=1, padding=0):
         (sh, sw), (ph, pw) = _pair('Convolution', 'stride', stride), _pair('Convolution', 'padding', padding)
-        y, cols = _C.conv2d_forward(x, w, b, sh, sw, ph, pw)
-        context['cols'], context['w'], context['xshape'] = cols, w, np.shape(x)
+        y = _C.conv2d(x, w, b, sh, sw, ph, pw)
+        context['x'], context['w'] = x, w
         context['stride'], context['padding'], context['bias'] = (sh, sw), (ph, pw), b is not None
         return y
 
@@ -51,33 +54,40 @@ class Convolution(Op):
     def backward(context, go):
         (sh, sw), (ph, pw) = context['stride'], context['padding']
         needs = context.get('needs_input_grad')  # set by do_forward when some input needs no gradient
-        return _C.conv2d_backward(go, context['cols'], context['w'], context['xshape'], sh, sw, ph, pw,
-                                  context['bias'], needs is None or needs[0])
+        return _C.conv2d_grad(go, context['x'], context['w'], sh, sw, ph, pw, context['bias'],
+                              needs is None or needs[0])
 
     class Reference(Op):
         @staticmethod
         def forward(context, x, w, b=None, *, stride=1, padding=0):
             (sh, sw), (ph, pw) = _pair('Convolution', 'stride', stride), _pair('Convolution', 'padding', padding)
-            n, c = x.shape[:2]
-            o, _, kh, kw = w.shape
-            xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-            win = _windows(xpad, kh, kw, sh, sw)  # (N, C, OH, OW, kh, kw)
-            oh, ow = win.shape[2:4]
-            # one column per window: rows ordered (c, i, j), columns (n, p, q)
-            cols = win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow)
-            y = (w.reshape(o, -1) @ cols).reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+            o = w.shape[0]
+            cols, (oh, ow) = Convolution.Reference.im2col(x, w.shape, sh, sw, ph, pw)
+            y = (w.reshape(o, -1) @ cols).reshape(o, x.shape[0], oh, ow).transpose(1, 0, 2, 3)
             if b is not None:
                 y = y + b[None, :, None, None]
-            context['cols'], context['w'], context['xshape'] = cols, w, x.shape
+            context['x'], context['w'] = x, w
             context['stride'], context['padding'], context['bias'] = (sh, sw), (ph, pw), b is not None
             return np.ascontiguousarray(y)
 
         @staticmethod
+        def im2col(x, wshape, sh, sw, ph, pw):
+            """Every window of x as a column: (C kh kw, N OH OW), rows ordered (c, i, j), columns (n, p, q)."""
+            n, c = x.shape[:2]
+            kh, kw = wshape[2:]
+            xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+            win = _windows(xpad, kh, kw, sh, sw)  # (N, C, OH, OW, kh, kw)
+            oh, ow = win.shape[2:4]
+            return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow), (oh, ow)
+
+        @staticmethod
         def backward(context, go):
-            cols, w, (n, c, h, wd) = context['cols'], context['w'], context['xshape']
+            x, w = context['x'], context['w']
+            (n, c, h, wd) = x.shape
             (sh, sw), (ph, pw) = context['stride'], context['padding']
             o, _, kh, kw = w.shape
             oh, ow = go.shape[2:]
+            cols, _ = Convolution.Reference.im2col(x, w.shape, sh, sw, ph, pw)
             go2 = go.transpose(1, 0, 2, 3).reshape(o, -1)  # (O, N OH OW), columns like cols'
             gw = (go2 @ cols.T).reshape(w.shape)
             gcols = (w.reshape(o, -1).T @ go2).reshape(c, kh, kw, n, oh, ow)
