@@ -1,0 +1,224 @@
+"""
+The convolution kernels behind vg.conv2d (vgrad._C.conv2d and conv2d_grad): the direct kernels (stride 1,
+small filters) and im2col + BLAS (strides, many channels), checked against PyTorch and central differences
+on odd sizes, strides, paddings and non-contiguous inputs; the same bits with 1 and 2 threads; NaN and
+infinity where np.matmul puts them; clean errors for bad input.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vgrad._C as C
+from vgrad.nn_ops import Convolution
+
+torch = pytest.importorskip("torch")
+
+# (N, C, H, W, O, kh, kw, (sh, sw), (ph, pw)) -- the comment says which path (conv.c's use_direct) it takes
+SHAPES = [
+    (3, 3, 11, 13, 6, 5, 5, (1, 1), (0, 0)),    # direct: the course's first layer, odd image
+    (2, 6, 14, 14, 16, 5, 5, (1, 1), (2, 2)),   # direct, padded
+    (2, 5, 9, 7, 4, 3, 2, (1, 1), (0, 1)),      # direct, non-square filter and padding
+    (37, 2, 6, 5, 3, 3, 3, (1, 1), (1, 1)),     # direct, more images than the backward's 32 chunks
+    (2, 1, 7, 5, 3, 1, 1, (1, 1), (0, 0)),      # direct, 1x1 filter
+    (1, 4, 3, 3, 2, 5, 5, (1, 1), (2, 2)),      # direct, filter larger than the image
+    (2, 5, 9, 7, 4, 3, 2, (2, 1), (1, 0)),      # BLAS: strides
+    (3, 3, 12, 11, 5, 4, 3, (3, 2), (2, 1)),    # BLAS: strides and padding
+    (1, 40, 10, 10, 30, 3, 3, (1, 1), (1, 1)),  # BLAS: C kh kw = 360 ... direct; 50 channels below: BLAS
+    (2, 50, 6, 7, 8, 3, 3, (1, 1), (0, 1)),     # BLAS: C kh kw = 450
+    (9, 64, 16, 16, 8, 3, 3, (2, 2), (1, 1)),   # BLAS, float64 in chunks of 7 images and a last one of 2
+]
+IDS = [f"{s[0]}x{s[1]}x{s[2]}x{s[3]}-o{s[4]}-k{s[5]}x{s[6]}-s{s[7][0]}{s[7][1]}-p{s[8][0]}{s[8][1]}" for s in SHAPES]
+
+
+def draw(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    n, c, h, w, o, kh, kw, stride, padding = shape
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
+    ow = (w + 2 * padding[1] - kw) // stride[1] + 1
+    go = rng.standard_normal((n, o, oh, ow)).astype(dtype)
+    return x, wt, b, go
+
+
+def torch_conv(x, w, b, go, stride, padding):
+    """PyTorch's y and (gx, gw, gb), in float64."""
+    xt, wt, bt = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (x, w, b))
+    y = torch.nn.functional.conv2d(xt, wt, bt, stride=stride, padding=padding)
+    y.backward(torch.tensor(go, dtype=torch.float64))
+    return y.detach().numpy(), (xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy())
+
+
+def ours(x, w, b, go, stride, padding):
+    y = C.conv2d(x, w, b, *stride, *padding)
+    return y, C.conv2d_grad(go, x, w, *stride, *padding, True, True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_against_pytorch(shape, dtype):
+    stride, padding = shape[7], shape[8]
+    x, w, b, go = draw(shape, dtype, 1)
+    y, grads = ours(x, w, b, go, stride, padding)
+    y_t, grads_t = torch_conv(x, w, b, go, stride, padding)
+    assert y.dtype == dtype and y.shape == y_t.shape
+    assert all(g.dtype == dtype for g in grads)
+    # relative to the sum of |terms|: each result is a sum of at most C kh kw (or N O OH OW) products
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    _, abs_grads = torch_conv(abs(x), abs(w), abs(b), abs(go), stride, padding)
+    y_abs, _ = torch_conv(abs(x), abs(w), abs(b), abs(go), stride, padding)
+    np.testing.assert_array_less(abs(y - y_t), rtol * y_abs + 1e-30)
+    for name, g, g_t, bound in zip(("gx", "gw", "gb"), grads, grads_t, abs_grads):
+        assert g.shape == g_t.shape, name
+        assert np.all(abs(g - g_t) <= rtol * bound + 1e-30), (name, np.max(abs(g - g_t)))
+
+
+@pytest.mark.parametrize("shape", [SHAPES[2], SHAPES[6], SHAPES[9]], ids=["direct", "blas-strided", "blas-channels"])
+def test_central_differences(shape):
+    """d(sum(y * go))/d(input) by central differences in float64, against the kernels' gradients."""
+    stride, padding = shape[7], shape[8]
+    x, w, b, go = draw(shape, np.float64, 2)
+    _, (gx, gw, gb) = ours(x, w, b, go, stride, padding)
+    rng = np.random.default_rng(3)
+
+    def loss(xv, wv, bv):
+        return float(np.sum(C.conv2d(xv, wv, bv, *stride, *padding) * go))
+
+    h = 1e-6
+    for which, (arr, grad) in enumerate(((x, gx), (w, gw), (b, gb))):
+        for _ in range(6):
+            idx = tuple(rng.integers(0, s) for s in arr.shape)
+            args = [x.copy(), w.copy(), b.copy()]
+            args[which][idx] += h
+            up = loss(*args)
+            args[which][idx] -= 2 * h
+            down = loss(*args)
+            assert (up - down) / (2 * h) == pytest.approx(grad[idx], rel=1e-6, abs=1e-6), (which, idx)
+
+
+@pytest.mark.parametrize("shape", [SHAPES[1], SHAPES[7]], ids=["direct", "blas"])
+def test_non_contiguous_inputs(shape):
+    """Transposed, sliced and Fortran-ordered inputs give the results of their contiguous copies."""
+    stride, padding = shape[7], shape[8]
+    x, w, b, go = draw(shape, np.float32, 4)
+    want_y, want_g = ours(x, w, b, go, stride, padding)
+    xs = np.zeros((x.shape[0], x.shape[1], x.shape[2], 2 * x.shape[3]), np.float32)[..., ::2]
+    xs[...] = x  # every other column of a wider array
+    wf = np.asfortranarray(w)
+    bs = np.repeat(b, 2)[::2]
+    got = np.transpose(np.ascontiguousarray(np.transpose(go, (3, 2, 1, 0))), (3, 2, 1, 0))
+    assert not (xs.flags.c_contiguous or wf.flags.c_contiguous or bs.flags.c_contiguous or got.flags.c_contiguous)
+    y, grads = ours(xs, wf, bs, got, stride, padding)
+    np.testing.assert_array_equal(y, want_y)
+    for g, want in zip(grads, want_g):
+        np.testing.assert_array_equal(g, want)
+
+
+@pytest.fixture
+def threads():
+    """Set vgrad's thread count for a test, restored after it."""
+    before = C.num_threads()
+    yield C.num_threads
+    C.num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(16, 3, 32, 32, 6, 5, 5, (1, 1), (0, 0)), (40, 6, 14, 14, 16, 5, 5, (1, 1), (1, 1)),
+                                   (16, 3, 32, 32, 8, 5, 5, (2, 2), (1, 1)), (12, 64, 12, 12, 16, 3, 3, (1, 1), (1, 1))],
+                         ids=["direct-first-layer", "direct-second-layer", "blas-strided", "blas-channels"])
+def test_same_bits_with_one_and_two_threads(shape, dtype, threads):
+    stride, padding = shape[7], shape[8]
+    x, w, b, go = draw(shape, dtype, 5)
+    threads(1)
+    y1, g1 = ours(x, w, b, go, stride, padding)
+    threads(2)
+    assert threads() == 2
+    y2, g2 = ours(x, w, b, go, stride, padding)
+    assert y1.tobytes() == y2.tobytes()
+    for a, c in zip(g1, g2):
+        assert a.tobytes() == c.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2], ids=["direct", "blas"])
+@pytest.mark.parametrize("case", ["nan pixel", "inf pixel, zero filter", "nan filter", "inf pixel, zero gradient"])
+def test_nan_and_inf_as_np_matmul(case, stride, dtype):
+    """A 1x1 filter (and a 3x3 one): NaN and infinity land where the textbook im2col @ np.matmul puts them."""
+    for k in (1, 3):
+        x = np.ones((2, 2, 5, 5), dtype)
+        w = np.full((3, 2, k, k), 0.5, dtype)
+        o = (5 - k) // stride + 1
+        go = np.ones((2, 3, o, o), dtype)
+        if case == "nan pixel":
+            x[0, 1, 2, 2] = np.nan
+        elif case == "inf pixel, zero filter":
+            x[0, 1, 2, 2], w[...] = np.inf, 0
+        elif case == "nan filter":
+            w[1, 0, 0, 0] = np.nan
+        else:
+            x[0, 1, 2, 2], go[...] = np.inf, 0
+        ctx = {}
+        with np.errstate(invalid="ignore"):
+            want_y = Convolution.Reference.forward(ctx, x, w, None, stride=stride)
+            want_g = Convolution.Reference.backward(ctx, go)
+        y = C.conv2d(x, w, None, stride, stride, 0, 0)
+        grads = C.conv2d_grad(go, x, w, stride, stride, 0, 0, False, True)
+        np.testing.assert_array_equal(y, want_y, err_msg=f"{case}, {k}x{k}: forward")
+        np.testing.assert_array_equal(grads[0], want_g[0], err_msg=f"{case}, {k}x{k}: gx")
+        np.testing.assert_array_equal(grads[1], want_g[1], err_msg=f"{case}, {k}x{k}: gw")
+        assert np.isnan(y).any() or np.isnan(grads[0]).any() or np.isnan(grads[1]).any()
+
+
+def test_num_threads_checks_and_environment(threads):
+    with pytest.raises(ValueError, match="num_threads: the number of threads must be at least 1, got 0"):
+        threads(0)
+    with pytest.raises(TypeError, match="num_threads"):
+        threads("two")
+    with pytest.raises(TypeError, match="num_threads"):
+        C.num_threads(1, 2)
+    assert threads(3) == 3 and threads() == 3
+
+    def in_child(**env):
+        full = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "VGRAD_NUM_THREADS")}
+        full.update(env)
+        out = subprocess.run([sys.executable, "-c", "import vgrad._C as C; print(C.num_threads())"], env=full,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    assert in_child(OMP_NUM_THREADS="1") == 1
+    assert in_child(OMP_NUM_THREADS="2,1") == 2
+    assert in_child(OMP_NUM_THREADS="1", VGRAD_NUM_THREADS="3") == 3
+    assert in_child() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("call, message", [
+    ("C.conv2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 1, 1)), None, 1, 1, 2**31 - 1, 2**31 - 1)", "is too large"),
+    ("C.conv2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 1, 1)), None, 1, 1, 2**62, 0)", "is too large"),
+    ("C.conv2d(np.ones((0, 1, 2**29, 2**29)), np.ones((1, 1, 1, 1)), None, 1, 1, 0, 0).shape", None),
+    ("C.conv2d(np.ones((1, 2, 4, 4)), np.ones((1, 3, 1, 1)), None, 1, 1, 0, 0)", "has 2 channels"),
+    ("C.conv2d(np.ones((1, 2, 4, 4)), np.ones((1, 2, 1, 1)), np.ones(2), 1, 1, 0, 0)", "bias must have shape (1,)"),
+    ("C.conv2d(np.ones((1, 2, 4, 4)), np.ones((1, 2, 5, 1)), None, 1, 1, 0, 0)", None),
+    ("C.conv2d(np.ones((1, 2, 4)), np.ones((1, 2, 1, 1)), None, 1, 1, 0, 0)", None),
+    ("C.conv2d_grad(np.ones((1, 1, 3, 3)), np.ones((1, 1, 4, 4)), np.ones((1, 1, 1, 1)), 1, 1, 0, 0, True, True)",
+     "expected an upstream gradient of shape (1, 1, 4, 4)"),
+    ("C.conv2d_grad(np.ones((1, 1, 1, 1)), np.ones((1, 1, 2, 2)), np.ones((1, 1, 1, 1)), 1, 1, 2**31 - 1, 0, "
+     "True, True)", "expected an upstream gradient of shape (1, 1, 4294967296, 2), got (1, 1, 1, 1)"),
+    ("C.conv2d_grad(np.empty((0, 0, 1, 1)), np.empty((0, 2**20, 2**20, 2**18)), np.empty((0, 2**20, 2**20, 2**18)), "
+     "1, 1, 0, 0, True, True)[1].shape", None),
+])
+def test_bad_and_extreme_sizes(call, message):
+    """Refused with a ValueError naming the op, or (message None and an ok shape) computed without a crash."""
+    if call.endswith(".shape"):
+        shape = eval(call)
+        assert 0 in shape
+        return
+    with pytest.raises(ValueError) as info:
+        eval(call)
+    assert "Convolution" in str(info.value)
+    if message:
+        assert message in str(info.value)
