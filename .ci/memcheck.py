@@ -63,8 +63,11 @@ _NOT_ERRORS = re.compile(r"^(Warning: |WARNING: |HEAP SUMMARY|LEAK SUMMARY|For l
 _CRASH = re.compile(r"^Process terminating with default action of signal")
 # Symbols of every shared object, not functions of vgrad's own.
 _CRT = {"frame_dummy", "deregister_tm_clones", "register_tm_clones", "PyInit__C"}
-# vgrad's extension module as valgrind names its object: vgrad/_C.cpython-311-x86_64-linux-gnu.so, _C.abi3.so
-_EXTENSION_NAME = re.compile(r"(^|/)vgrad/_C(\.[^/]*)?\.so$")
+# vgrad's extension modules as valgrind names their objects: vgrad/_C.cpython-311-x86_64-linux-gnu.so (the
+# kernels), vgrad/core.cpython-311-x86_64-linux-gnu.so (the graph engine, vgrad/core.py compiled by Cython)
+_EXTENSION_NAME = re.compile(r"(^|/)vgrad/(_C|core)(\.[^/]*)?\.so$")
+# The C file Cython generates from vgrad/core.py (setup.py: build/cython/vgrad/core.c)
+_GENERATED = "cython/vgrad/core.c"
 
 
 @dataclass
@@ -189,7 +192,7 @@ class Ours:
         if not files:
             raise SystemExit(f"memcheck.py: no files in {repo / 'csrc'}")
         if extensions is None:
-            extensions = sorted((repo / "vgrad").glob("_C*.so"))
+            extensions = sorted((repo / "vgrad").glob("_C*.so")) + sorted((repo / "vgrad").glob("core*.so"))
         functions = set()
         for so in extensions:
             functions |= defined_functions(so, files)
@@ -202,6 +205,8 @@ class Ours:
         if f.file:
             # a bare base name (valgrind's default), or a path that ends in csrc/<name> (--fullpath-after)
             base = f.file.rsplit("/", 1)[-1]
+            if f.file.endswith(_GENERATED):
+                return True
             return base in self.files and ("/" not in f.file or f.file.endswith("csrc/" + base))
         # Only a frame that names neither a file nor an object is judged by its function's name: CPython's
         # inline functions (Py_INCREF) are compiled into the extension too, so its symbol table has them.

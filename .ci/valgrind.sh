@@ -30,14 +30,14 @@ CFLAGS="-g" python setup.py -q build_ext --inplace --build-temp "$work/build" >b
 if [ $# -eq 0 ]; then
     # Every function vgrad._C exports is called, with valid arguments and with invalid ones, within about 10
     # minutes on the 2-core CI machine (python's start and the collection alone take 2 of them):
-    #   test_memory.py      each entry point's valid call (op_table.c_calls lists every function but
-    #                       register_node_types, which every import of vgrad calls), absurd sizes refused
+    #   test_memory.py      each entry point's valid call (op_table.c_calls lists every function), absurd
+    #                       sizes refused
     #   test_ops.py         every op against its reference in float64 (zero-size and 0-d inputs included), in
     #                       float32 with negative strides, every error input, special values
     #   test_properties.py  each argument of each entry point replaced by None, an object array or a ragged
     #                       list (an error path each), and too few or too many arguments
-    #   test_graph.py       the compiled graph machinery (do_forward, backpropagate, zero_grad, clear_graph),
-    #                       but the 100,000-op chains
+    #   test_graph.py       the graph engine (vgrad/core.py compiled by Cython, and _C.add_into), but the
+    #                       100,000-op chains
     #   test_properties_cnn.py  the convolution and pooling kernels on random shapes, strides and paddings
     # Left out, for time: the other layouts and dtypes (NumPy's conversions, the same kernels), the other kinds
     # of bad argument (the same error paths), test_cnn_ops.py (it imports PyTorch), and the other property
