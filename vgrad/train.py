@@ -181,8 +181,9 @@ def accuracy(model, x, y):
 
 
 def evaluate(model, x, y, batch_size=1000, convert=None):
-    """The mean loss per instance (the course's summed log-loss over the instances, divided by their number),
-    the accuracy and the predicted classes of the model on (x, y), in batches, without building graphs."""
+    """The mean loss per instance (the course's summed log-loss over the instances, divided by their number:
+    the model's outputs are log-probabilities, as the course's MLP gives them), the accuracy and the predicted
+    classes of the model on (x, y), in batches of batch_size, without building graphs."""
     convert = convert or (lambda batch: batch)
     predictions = np.empty(len(y), dtype=np.int64)
     total = 0.0
@@ -293,8 +294,9 @@ def fit(model, train, val, epochs, batch_size=128, lr=0.01, progress=True, verbo
         trained = time.perf_counter()
         say(f"   running loss: {cl / xtrain.shape[0]:.4}")
         val_loss, val_acc, _ = evaluate(model, xval, yval, convert=convert)
-        record = epoch_record(epoch, trained - began, time.perf_counter() - trained, time.perf_counter() - start,
-                              float(cl / xtrain.shape[0]), correct / xtrain.shape[0], val_loss, val_acc)
+        now = time.perf_counter()
+        record = epoch_record(epoch, trained - began, now - trained, now - start, float(cl / xtrain.shape[0]),
+                              correct / xtrain.shape[0], val_loss, val_acc)
         add_record(history, record)
         if report:
             report(epoch_line(epoch, first_epoch - 1 + epochs, record["epoch_seconds"], record["train_loss"],
@@ -882,7 +884,7 @@ def main(argv=None):
                  f"{np.mean(history['epoch_seconds']):.1f} s each" if args.epochs else "")
     print(f"(on {where}{per_epoch})")
 
-    final_x, final_y, final_set = xval, yval, f"validation set ({len(yval)} instances)"
+    final_y, final_set, predictions = yval, f"validation set ({len(yval)} instances)", None
     if args.test:
         try:
             _, (xtest, ytest), _ = load_data(args.data, final=True)
@@ -891,10 +893,10 @@ def main(argv=None):
             return EXIT_DATA
         if args.limit is not None:
             xtest, ytest = xtest[:max(args.limit // 4, 1)], ytest[:max(args.limit // 4, 1)]
-        test_loss, test_acc, _ = evaluate(model, xtest, ytest, convert=convert)
+        _, test_acc, predictions = evaluate(model, xtest, ytest, convert=convert)
         print(f"\n## Test set ({len(ytest)} instances, evaluated once, after training)")
         print(f"  test accuracy: {test_acc:.4}")
-        final_x, final_y, final_set = xtest, ytest, f"test set ({len(ytest)} instances)"
+        final_y, final_set = ytest, f"test set ({len(ytest)} instances)"
 
     if args.plot:
         if args.epochs:
@@ -905,15 +907,15 @@ def main(argv=None):
         else:
             print("\n## no plot: no epochs were trained (-e 0)")
     if args.confusion:
-        predictions = evaluate(model, final_x, final_y, convert=convert)[2]
+        if predictions is None:
+            predictions = evaluate(model, xval, yval, convert=convert)[2]
         names = CLASS_NAMES.get(args.data, [str(c) for c in range(num_classes)])
         plot_confusion(confusion_matrix(final_y, predictions, num_classes), args.confusion, names,
                        f"{args.data}, {final_set}")
         print(f"\n## confusion matrix on the {final_set} written to {args.confusion}")
     if args.save:
         config = {"mode": "mlp", "data": args.data, "seed": args.seed, "raw_pixels": args.raw_pixels,
-                  "input_size": input_size,
-                  "output_size": num_classes, "hidden": args.hidden, "depth": args.depth,
+                  "input_size": input_size, "output_size": num_classes, "hidden": args.hidden, "depth": args.depth,
                   "activation": args.activation, "residual": args.residual, "dtype": args.dtype,
                   "epochs_trained": trained_before + args.epochs, "lr": args.lr,
                   "val_accuracy": history["val_acc"][-1]}

@@ -269,7 +269,12 @@ def _main(args):
                         [name for name in ('conv3', 'residual', 'batchnorm') if getattr(args, name)] +
                         ([f'dropout={args.dropout:g}'] if args.dropout else []) +
                         [f'batch {args.batch_size}', args.dtype])
-    loaded = f'; loaded from {args.load} (trained {common.plural(trained_before, "epoch")})' if args.load else ''
+    loaded = ''
+    if args.config:
+        loaded = f'; loaded from {args.load} (trained {common.plural(trained_before, "epoch")}'
+        saved_optimizer = args.config.get('optimizer')
+        loaded += (f' with {saved_optimizer}, whose state is not carried over to {args.optimizer})'
+                   if saved_optimizer != args.optimizer else ')')
     print(f'## {args.data}: {len(xtrain)} training and {len(xval)} validation images {xtrain.shape[1:]}, pixels '
           f'scaled to [-1, 1]; {variant}{loaded}')
     print(f'## validation: {len(xval)} images held out of the training set (the test set is read only with '
@@ -319,16 +324,16 @@ def _main(args):
     if warning:
         print(f'{args.prog}: {warning}. Try another learning rate (-l), or more epochs.', file=sys.stderr)
 
-    final_x, final_y, final_set = xval, yval, f'validation set ({len(yval)} images)'
+    final_y, final_set, predictions = yval, f'validation set ({len(yval)} images)', None
     if args.test:
         try:
             _, _, xtest, ytest = load_data(args.data, dtype, args.limit, final=True)
         except (FileNotFoundError, ValueError) as e:
             raise DataError(f'--test: {e}') from None
-        _, history['test_acc'], _ = evaluate(model, xtest, ytest)
+        _, history['test_acc'], predictions = evaluate(model, xtest, ytest)
         print(f'## test accuracy {history["test_acc"]:.4f} ({len(ytest)} test images, evaluated once, after '
               f'training)')
-        final_x, final_y, final_set = xtest, ytest, f'test set ({len(ytest)} images)'
+        final_y, final_set = ytest, f'test set ({len(ytest)} images)'
     if args.plot:
         if args.epochs:
             common.plot_history(history, args.plot, batches_per_epoch=batches,
@@ -337,7 +342,8 @@ def _main(args):
         else:
             print('## no plot: no epochs were trained (-e 0)')
     if args.confusion:
-        predictions = evaluate(model, final_x, final_y)[2]
+        if predictions is None:
+            predictions = evaluate(model, xval, yval)[2]
         common.plot_confusion(common.confusion_matrix(final_y, predictions, 10), args.confusion,
                               common.CLASS_NAMES[args.data], f'{args.data}, {final_set}')
         print(f'## confusion matrix on the {final_set} written to {args.confusion}')
