@@ -50,6 +50,31 @@ def pytest_unconfigure(config):
     os.environ.pop(_LEGACY_BUDGET, None)
 
 
+# The tests that take minutes rather than seconds, marked `slow` here in one list so that
+# `python -m pytest -m "not slow"` gives contributors a quick run (CI runs everything): whole files, or the
+# tests of a file whose names contain one of the given words.
+SLOW = {
+    "test_notebooks.py": None,               # every notebook, executed
+    "test_suggested_commands.py": None,      # every training command the README and notebooks suggest
+    "test_sanitizers.py": None,              # builds with sanitizers
+    "test_memcheck.py": None,                # valgrind
+    "test_overlay.py": None,                 # course scripts run twice in subprocesses
+    "test_vugrad_parity.py": None,           # 60 training steps in vgrad and in vugrad
+    "test_train_cli.py": None,               # training runs
+    "test_train_cnn.py": None,
+    "test_train_script.py": None,
+    "test_graph_engine.py": ("run_as_python",),   # the graph tests again, with core.py as Python
+    "test_graph_scale.py": ("100000", "10000"),   # the 100,000-deep and 10,000-wide graphs
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        words = SLOW.get(item.path.name, ())
+        if words is None or any(word in item.name for word in words):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_report_header(config):
     s = settings.default
     return (f"hypothesis profile {settings.get_current_profile_name()!r}: max_examples={s.max_examples}, "
