@@ -207,7 +207,7 @@ def main(argv=None):
         if torch is None:
             raise SystemExit('--layers compares with PyTorch, which is not installed')
         print(f'blitz CNN layers, float32, forward + backward, CPU ms per call (best of {args.repeats}); '
-              f'vgrad {vg._C.num_threads()} threads{head}')
+              f'vgrad {vg._C.num_threads(0)} threads{head}')
         for size in args.batches:
             for name, (ours, theirs) in layer_fns(size, np.random.default_rng(0)).items():
                 calls = max(20, 4000 // size)
@@ -216,7 +216,7 @@ def main(argv=None):
                 print(f'batch {size:4d} {name:26s} vgrad {c_vg * 1e3:8.3f}  torch {c_pt * 1e3:8.3f}  '
                       f'torch/vgrad {c_pt / c_vg:5.2f}x', flush=True)
         return
-    print(f'CNN training step, float32, best of {args.repeats}; vgrad {vg._C.num_threads()} threads{head}')
+    print(f'CNN training step, float32, best of {args.repeats}; vgrad {vg._C.num_threads(0)} threads{head}')
     print('wall and CPU ms per step; ratio = torch wall / vgrad wall (> 1: vgrad faster)')
     for name, network, optimizer in ROWS:
         if args.rows and network not in args.rows and not (optimizer == 'adam' and 'adam' in args.rows):

@@ -21,7 +21,7 @@
    results are the same for any number of threads. Sums over tasks (a weight gradient over the batch) are
    made per task and added afterwards in task order.
    The number of threads: VGRAD_NUM_THREADS, else OMP_NUM_THREADS (its first number), else the CPUs this
-   process may run on; vgrad._C.num_threads(n) changes it. The pool never runs a BLAS call: the kernels make
+   process may run on; vgrad._C.num_threads(n) changes it (num_threads(0) reads it). The pool never runs a BLAS call: the kernels make
    theirs (NumPy's OpenBLAS, with its own threads) between parallel loops, so the two pools never compete. */
 typedef void (*vg_task_fn)(void *ctx, npy_intp task, int thread);
 

@@ -201,23 +201,21 @@ void vg_parallel(int threads, npy_intp tasks, vg_task_fn fn, void *ctx)
         fn(ctx, task, 0);
 }
 
-/* num_threads() -> the number of threads the CNN kernels use; num_threads(n) sets it first */
+/* num_threads(n) -> the number of threads the CNN kernels used before; n >= 1 sets it to n, 0 only reads it.
+   (One required argument, so that a call that lost it is an error rather than a silent read.) */
 VG_BOUNDARY(num_threads)
 {
     const char *op = "num_threads";
-    if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError, "%s: takes at most one argument (the number of threads), got %zd", op, nargs);
+    Py_ssize_t n;
+    if (vg_check_nargs(op, nargs, 1) < 0 || vg_parse_int(op, "the number of threads", args[0], &n) < 0)
+        return NULL;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: the number of threads must be at least 1 (or 0 to read it), got %zd",
+                     op, n);
         return NULL;
     }
-    if (nargs == 1 && args[0] != Py_None) {
-        Py_ssize_t n;
-        if (vg_parse_int(op, "the number of threads", args[0], &n) < 0)
-            return NULL;
-        if (n < 1) {
-            PyErr_Format(PyExc_ValueError, "%s: the number of threads must be at least 1, got %zd", op, n);
-            return NULL;
-        }
+    const int before = configured_threads();
+    if (n > 0)
         pool.configured = n > MAX_THREADS ? MAX_THREADS : (int)n;
-    }
-    return PyLong_FromLong(configured_threads());
+    return PyLong_FromLong(before);
 }

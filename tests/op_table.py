@@ -639,6 +639,10 @@ def c_calls():
         "logceloss_forward": CCall("LogCELoss", (-y, np.array([0, 2])), (0,), indices=(1,)),
         "logceloss_backward": CCall("LogCELoss", (o(), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
         # the CNN kernels (their reference tests are in test_properties_cnn.py)
+        "conv2d": CCall("Convolution", (o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
+        "conv2d_grad": CCall("Convolution", (o(1, 1, 2, 2), o(1, 1, 3, 3), o(1, 1, 2, 2), 1, 1, 0, 0, True, True),
+                             (0, 1, 2)),
+        "num_threads": CCall("num_threads", (0,), (), ints=(0,)),  # 0 reads the count without changing it
         "conv2d_forward": CCall("Convolution", (o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
         "conv2d_backward": CCall("Convolution", (o(1, 1, 2, 2), o(4, 4), o(1, 1, 2, 2), (1, 1, 3, 3), 1, 1, 0, 0,
                                                  True, True), (0, 1, 2)),

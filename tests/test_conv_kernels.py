@@ -26,7 +26,7 @@ SHAPES = [
     (1, 4, 3, 3, 2, 5, 5, (1, 1), (2, 2)),      # direct, filter larger than the image
     (2, 5, 9, 7, 4, 3, 2, (2, 1), (1, 0)),      # BLAS: strides
     (3, 3, 12, 11, 5, 4, 3, (3, 2), (2, 1)),    # BLAS: strides and padding
-    (1, 40, 10, 10, 30, 3, 3, (1, 1), (1, 1)),  # BLAS: C kh kw = 360 ... direct; 50 channels below: BLAS
+    (1, 40, 10, 10, 30, 3, 3, (1, 1), (1, 1)),  # direct: C kh kw = 360, just under the limit of 400
     (2, 50, 6, 7, 8, 3, 3, (1, 1), (0, 1)),     # BLAS: C kh kw = 450
     (9, 64, 16, 16, 8, 3, 3, (2, 2), (1, 1)),   # BLAS, float64 in chunks of 7 images and a last one of 2
 ]
@@ -121,7 +121,7 @@ def test_non_contiguous_inputs(shape):
 @pytest.fixture
 def threads():
     """Set vgrad's thread count for a test, restored after it."""
-    before = C.num_threads()
+    before = C.num_threads(0)
     yield C.num_threads
     C.num_threads(before)
 
@@ -136,7 +136,7 @@ def test_same_bits_with_one_and_two_threads(shape, dtype, threads):
     threads(1)
     y1, g1 = ours(x, w, b, go, stride, padding)
     threads(2)
-    assert threads() == 2
+    assert threads(0) == 2
     y2, g2 = ours(x, w, b, go, stride, padding)
     assert y1.tobytes() == y2.tobytes()
     for a, c in zip(g1, g2):
@@ -174,18 +174,20 @@ def test_nan_and_inf_as_np_matmul(case, stride, dtype):
 
 
 def test_num_threads_checks_and_environment(threads):
-    with pytest.raises(ValueError, match="num_threads: the number of threads must be at least 1, got 0"):
-        threads(0)
+    with pytest.raises(ValueError, match=r"num_threads: the number of threads must be at least 1 \(or 0 to read it\), got -1"):
+        threads(-1)
     with pytest.raises(TypeError, match="num_threads"):
         threads("two")
-    with pytest.raises(TypeError, match="num_threads"):
-        C.num_threads(1, 2)
-    assert threads(3) == 3 and threads() == 3
+    for args in ((), (1, 2)):
+        with pytest.raises(TypeError, match="num_threads"):
+            C.num_threads(*args)
+    threads(3)
+    assert threads(0) == 3 and threads(5) == 3 and threads(0) == 5
 
     def in_child(**env):
         full = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "VGRAD_NUM_THREADS")}
         full.update(env)
-        out = subprocess.run([sys.executable, "-c", "import vgrad._C as C; print(C.num_threads())"], env=full,
+        out = subprocess.run([sys.executable, "-c", "import vgrad._C as C; print(C.num_threads(0))"], env=full,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              capture_output=True, text=True, check=True)
         return int(out.stdout)
