@@ -88,6 +88,67 @@ typedef struct {
     }
 VG_INSTANTIATE(DEFINE_POOL_KERNELS)
 
+/* ---- the kernels on the thread pool (nn.h) -------------------------------------------------------------
+   Every plane (one channel of one image) is pooled on its own, so a task is a run of whole planes, and each
+   plane's result is the same whichever thread computes it and however the planes are grouped. */
+
+enum pool_kind { MAX_FORWARD, MAX_BACKWARD, AVG_FORWARD, AVG_BACKWARD };
+
+typedef struct {
+    enum pool_kind kind;
+    int t;
+    const pooling *g;
+    char *out;            /* y (forward) or gx (backward) */
+    const char *in;       /* x (forward) or go (backward) */
+    npy_intp *idx_out;    /* max forward: the indices it writes */
+    const npy_intp *idx;  /* max backward: the indices it reads */
+    npy_intp per_task;    /* planes per task */
+} pool_job;
+
+static void pool_task(void *ctx, npy_intp task, int thread)
+{
+    const pool_job *J = ctx;
+    (void)thread;
+    pooling sub = *J->g;
+    const npy_intp first = task * J->per_task, itemsize = vg_itemsize(J->t);
+    sub.planes = sub.planes - first < J->per_task ? sub.planes - first : J->per_task;
+    const npy_intp image = first * sub.h * sub.w, pooled = first * sub.oh * sub.ow; /* elements before `first` */
+    void *out_image = J->out + image * itemsize, *out_pooled = J->out + pooled * itemsize;
+    const void *in_image = J->in + image * itemsize, *in_pooled = J->in + pooled * itemsize;
+    switch (J->kind) {
+    case MAX_FORWARD:
+        VG_CALL(J->t, maxpool_forward, out_pooled, J->idx_out + pooled, in_image, &sub);
+        break;
+    case MAX_BACKWARD:
+        VG_CALL(J->t, maxpool_backward, out_image, in_pooled, J->idx + pooled, &sub);
+        break;
+    case AVG_FORWARD:
+        VG_CALL(J->t, avgpool_forward, out_pooled, in_image, &sub);
+        break;
+    case AVG_BACKWARD:
+        VG_CALL(J->t, avgpool_backward, out_image, in_pooled, &sub);
+        break;
+    }
+}
+
+/* Run one pooling kernel over all planes, on as many threads as the work is worth; with the GIL released.
+   `elements` is the larger of the input and output sizes, which the cost is reckoned from. */
+static void run_pooling(pool_job *J, npy_intp elements)
+{
+    const npy_intp planes = J->g->planes;
+    if (planes == 0)
+        return;
+    const double window = (double)J->g->kh * (double)J->g->kw;
+    const int threads = vg_threads_for(planes, 10.0 * (double)elements * (J->kind == MAX_BACKWARD ? 1.0 : window));
+    /* a few tasks per thread, so that one slowed by another process does not hold the others up */
+    const npy_intp tasks = threads == 1 ? 1 : (planes < 4 * threads ? planes : 4 * threads);
+    J->per_task = (planes + tasks - 1) / tasks;
+    NPY_BEGIN_THREADS_DEF;
+    NPY_BEGIN_THREADS_THRESHOLDED(elements);
+    vg_parallel(threads, (planes + J->per_task - 1) / J->per_task, pool_task, J);
+    NPY_END_THREADS;
+}
+
 /* ---- boundary ------------------------------------------------------------------------------------ */
 
 static const char *const window_names[] = {"kernel_size (rows)", "kernel_size (columns)", "stride (rows)",
@@ -161,10 +222,8 @@ VG_BOUNDARY(maxpool2d_forward)
     npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), g.oh, g.ow};
     if ((y = vg_empty(op, 4, dims, t)) == NULL || (idx = vg_empty(op, 4, dims, NPY_INTP)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
-    VG_CALL(t, maxpool_forward, PyArray_DATA(y), PyArray_DATA(idx), PyArray_DATA(x), &g);
-    NPY_END_THREADS;
+    pool_job J = {MAX_FORWARD, t, &g, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(idx), NULL, 0};
+    run_pooling(&J, PyArray_SIZE(x));
     result = PyTuple_Pack(2, y, idx);
 done:
     Py_DECREF(x);
@@ -206,10 +265,8 @@ VG_BOUNDARY(maxpool2d_backward)
         goto done;
     if (PyArray_SIZE(go) == 0) /* gx is all zeros; the kernel would only count through N C empty planes */
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gx));
-    VG_CALL(t, maxpool_backward, PyArray_DATA(gx), PyArray_DATA(go), v, &g);
-    NPY_END_THREADS;
+    pool_job J = {MAX_BACKWARD, t, &g, PyArray_DATA(gx), PyArray_DATA(go), NULL, v, 0};
+    run_pooling(&J, PyArray_SIZE(gx));
 done:
     PyDimMem_FREE(xshape.ptr);
     Py_XDECREF(go);
@@ -232,10 +289,8 @@ VG_BOUNDARY(avgpool2d_forward)
     npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), g.oh, g.ow};
     if ((y = vg_empty(op, 4, dims, t)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
-    VG_CALL(t, avgpool_forward, PyArray_DATA(y), PyArray_DATA(x), &g);
-    NPY_END_THREADS;
+    pool_job J = {AVG_FORWARD, t, &g, PyArray_DATA(y), PyArray_DATA(x), NULL, NULL, 0};
+    run_pooling(&J, PyArray_SIZE(x));
 done:
     Py_DECREF(x);
     return (PyObject *)y;
@@ -255,10 +310,8 @@ VG_BOUNDARY(avgpool2d_backward)
         set_pooling(op, args + 2, xshape.ptr, vg_itemsize(t), &g) < 0 || check_goutput(op, go, xshape.ptr, &g) < 0 ||
         (gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gx));
-    VG_CALL(t, avgpool_backward, PyArray_DATA(gx), PyArray_DATA(go), &g);
-    NPY_END_THREADS;
+    pool_job J = {AVG_BACKWARD, t, &g, PyArray_DATA(gx), PyArray_DATA(go), NULL, NULL, 0};
+    run_pooling(&J, PyArray_SIZE(gx));
 done:
     PyDimMem_FREE(xshape.ptr);
     Py_XDECREF(go);

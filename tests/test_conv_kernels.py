@@ -224,3 +224,29 @@ def test_bad_and_extreme_sizes(call, message):
     assert "Convolution" in str(info.value)
     if message:
         assert message in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_pooling_same_bits_with_one_and_two_threads_and_as_pytorch(pool, dtype, threads):
+    """Pooling runs its planes on the thread pool: the same bits with 1 and 2 threads, PyTorch's values."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((64, 6, 28, 28)).astype(dtype)
+    x[3, 2, 5, 5] = np.nan  # a NaN is the maximum of its window
+    go = rng.standard_normal((64, 6, 13, 13)).astype(dtype)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        if pool == "max":
+            y, idx = C.maxpool2d_forward(x, 3, 3, 2, 2)
+            results.append((y, idx, C.maxpool2d_backward(go, idx, x.shape)))
+        else:
+            results.append((C.avgpool2d_forward(x, 3, 3, 2, 2), C.avgpool2d_backward(go, x.shape, 3, 3, 2, 2)))
+    for a, b in zip(*results):
+        assert a.tobytes() == b.tobytes()
+    xt = torch.tensor(x, requires_grad=True)
+    yt = (torch.nn.functional.max_pool2d if pool == "max" else torch.nn.functional.avg_pool2d)(xt, 3, 2)
+    yt.backward(torch.tensor(go))
+    y, gx = results[0][0], results[0][-1]
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
