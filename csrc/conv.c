@@ -594,7 +594,8 @@ VG_BOUNDARY(conv2d_grad)
             memset(PyArray_DATA(gx), 0, (size_t)(PyArray_SIZE(gx) * itemsize));
         if (gb_data) {
             memset(gb_data, 0, (size_t)(g.o * itemsize));
-            for (npy_intp n = 0; n < g.n; n++)
+            /* (go is empty unless O and OH OW are not: then no image to count through, however large N is) */
+            for (npy_intp n = 0; g.o > 0 && g.p > 0 && n < g.n; n++)
                 add_row_sums(t, gb_data, (const char *)J.go + n * g.o * g.p * itemsize, g.o, g.p, g.p);
         }
     } else if (use_direct(&g))

@@ -250,3 +250,4 @@ def test_pooling_same_bits_with_one_and_two_threads_and_as_pytorch(pool, dtype, 
     y, gx = results[0][0], results[0][-1]
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
