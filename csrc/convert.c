@@ -155,7 +155,7 @@ PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int type
 {
     if (check_result_shape(op, ndim, dims, typenum) < 0)
         return NULL;
-    PyObject *arr = PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
+    PyObject *arr = vg_cached_array(ndim, dims, PyArray_DescrFromType(typenum), 0, 0);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 
@@ -163,7 +163,7 @@ PyArrayObject *vg_empty_order(const char *op, int ndim, const npy_intp *dims, in
 {
     if (check_result_shape(op, ndim, dims, typenum) < 0)
         return NULL;
-    PyObject *arr = PyArray_EMPTY(ndim, (npy_intp *)dims, typenum, fortran);
+    PyObject *arr = vg_cached_array(ndim, dims, PyArray_DescrFromType(typenum), fortran, 0);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 
@@ -171,7 +171,7 @@ PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int type
 {
     if (check_result_shape(op, ndim, dims, typenum) < 0)
         return NULL;
-    PyObject *arr = PyArray_ZEROS(ndim, (npy_intp *)dims, typenum, 0);
+    PyObject *arr = vg_cached_array(ndim, dims, PyArray_DescrFromType(typenum), 0, 1);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 

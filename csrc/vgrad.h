@@ -119,6 +119,12 @@ PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int type
 PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int typenum);
 PyArrayObject *vg_empty_order(const char *op, int ndim, const npy_intp *dims, int typenum, int fortran);
 
+/* ---- the buffer cache (alloc.c) ----
+   A new array of a shape that can exist (checked by the caller), uninitialised or zero-filled, in C or
+   Fortran order. One of at least alloc.c's threshold size takes its data from the cache of freed blocks.
+   Steals the reference to descr. A new reference, or NULL with NumPy's exception. */
+PyObject *vg_cached_array(int ndim, const npy_intp *dims, PyArray_Descr *descr, int fortran, int zeroed);
+
 /* Fail with ValueError unless a and b have the same shape; `hint` ("" or "; ...") ends the message. */
 int vg_check_same_shape(const char *op, const char *what, const char *hint, PyArrayObject *a,
                         PyArrayObject *b);

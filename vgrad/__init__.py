@@ -28,6 +28,7 @@ from .data import load_cifar10, load_fashion_mnist, load_mnist, load_synth
 from .functions import celoss, fused, logceloss, logsoftmax, relu, sigmoid, softmax, unfused
 from .gradcheck import GradcheckError, gradcheck
 from .graph_draw import to_dot
+from .memory import cache_info, empty_cache, set_cache_limit
 from .modules import MLP, Linear
 from .ops import (ALL_OPS, Add, Affine, BatchMM, Div, Exp, Expand, Id, Log, MatrixMultiply, Multiply, Normalize, ReLU,
                   RowMax, RowSum, Select, Sigmoid, Squeeze, Sub, Sum, Unsqueeze, LogSoftmax, LogCELoss)

@@ -123,7 +123,7 @@ class TensorNode:
         zero until backward() reaches this node.
         """
         if self._grad is None:
-            self._grad = np.zeros(self.value.shape, dtype=grad_dtype(self.value))
+            self._grad = _C.cached_zeros(self.value.shape, grad_dtype(self.value))  # np.zeros; memory.py says why
         return self._grad
 
     @grad.setter
@@ -392,7 +392,7 @@ def _run_backward(opnode):
             if fresh and grad.dtype == dtype and grad.flags.c_contiguous:
                 node._grad = grad
             else:
-                node._grad = np.array(grad, dtype=dtype, order='C')
+                node._grad = _C.cached_copy(grad, dtype)  # np.array(grad, dtype, order='C'); memory.py says why
         else:
             node._grad = _C.add_into(current, grad)  # current += grad, in C: NumPy's += costs more than the sum
             # -- adding to what is there implements the multivariate chain rule: every op that uses a node

@@ -1,0 +1,37 @@
+"""
+The cache of large buffers (csrc/alloc.c): vgrad's own arrays of 128 KiB and more (activations,
+gradients, what ops keep for backward) take their memory from blocks that earlier arrays of the same size
+freed, instead of asking the system for it again every training step. This removes the page faults of
+mapping fresh memory, which otherwise make a step's speed depend on what the process allocated before.
+
+    vg.cache_info()           # bytes and blocks held, hits and misses so far
+    vg.empty_cache()          # give every held block back (as torch.cuda.empty_cache())
+    vg.set_cache_limit(n)     # hold at most n bytes of freed blocks; 0 turns the cache off
+
+The limit defaults to an eighth of the machine's memory, at most 1 GiB, or to the environment variable
+VGRAD_CACHE_BYTES. Held blocks are memory the process keeps (it shows in its RSS) but no array uses.
+Only arrays vgrad allocates are cached; NumPy's own allocations (your `p.value -= lr * p.grad`) are not.
+"""
+from . import _C
+
+
+def cache_info():
+    """
+    The state of the buffer cache, as a dict: held_bytes and held_blocks (freed blocks kept for reuse),
+    held_sizes (how many distinct sizes), limit_bytes (the cap on held_bytes), hits and misses (allocations
+    served from a held block, and those that were not, since the process started), not_held (freed blocks
+    given back at once, as the cap or the number of sizes was reached) and min_bytes (smaller arrays are not
+    cached).
+    """
+    return _C.cache_info()
+
+
+def empty_cache():
+    """Free every block the buffer cache holds. Arrays in use are not affected."""
+    _C.empty_cache()
+
+
+def set_cache_limit(nbytes):
+    """Hold at most `nbytes` bytes of freed blocks (0 turns the cache off); returns the previous limit.
+    Blocks held beyond the new limit are freed at once."""
+    return _C.set_cache_limit(nbytes)
