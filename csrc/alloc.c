@@ -298,6 +298,21 @@ PyObject *vg_cached_array(int ndim, const npy_intp *dims, PyArray_Descr *descr, 
 
 /* ---- Python entry points ----------------------------------------------------------------------------- */
 
+/* A dtype from Python (anything np.dtype takes): 0, or -1 with TypeError naming `op`. */
+static int parse_dtype(const char *op, PyObject *obj, PyArray_Descr **descr)
+{
+    *descr = NULL;
+    if (PyArray_DescrConverter(obj, descr))
+        return 0;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_Format(PyExc_TypeError, "%s: the dtype %R is not one NumPy knows: %S", op, obj, value ? value : Py_None);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return -1;
+}
+
 /* A dtype and a shape from Python: 0, or -1 with an exception naming `op`. */
 static int parse_shape_dtype(const char *op, PyObject *const *args, Py_ssize_t nargs, PyArray_Dims *shape,
                              PyArray_Descr **descr)
@@ -306,8 +321,7 @@ static int parse_shape_dtype(const char *op, PyObject *const *args, Py_ssize_t n
         PyErr_Format(PyExc_TypeError, "%s takes 2 arguments (shape, dtype), %zd given", op, nargs);
         return -1;
     }
-    *descr = NULL;
-    if (!PyArray_DescrConverter(args[1], descr))
+    if (parse_dtype(op, args[1], descr) < 0)
         return -1;
     if (vg_parse_shape(op, "the shape", args[0], shape) < 0) {
         Py_CLEAR(*descr);
@@ -353,8 +367,8 @@ VG_BOUNDARY(cached_copy)
         return NULL;
     }
     PyArrayObject *src = (PyArrayObject *)args[0];
-    PyArray_Descr *descr = NULL;
-    if (!PyArray_DescrConverter(args[1], &descr))
+    PyArray_Descr *descr;
+    if (parse_dtype("cached_copy", args[1], &descr) < 0)
         return NULL;
     PyObject *dst = vg_cached_array(PyArray_NDIM(src), PyArray_DIMS(src), descr, 0, 0);
     if (dst != NULL && PyArray_CopyInto((PyArrayObject *)dst, src) < 0)

@@ -657,6 +657,10 @@ def c_calls():
         # the one step of backpropagation core.py hands to C: current += grad (whatever += accepts, as in Python,
         # so no array position must be refused)
         "add_into": CCall("add_into", (x.copy(), y), ()),
+        # the buffer cache's allocators (large enough to be cached; any dtype NumPy has, so no array positions)
+        "cached_empty": CCall("cached_empty", ((300, 100), np.float64), (), shapes=(0,)),
+        "cached_zeros": CCall("cached_zeros", ((300, 100), np.float32), (), shapes=(0,)),
+        "cached_copy": CCall("cached_copy", (o(300, 100), np.float64), ()),
     }
     for name in ("exp", "log", "sigmoid", "relu"):
         op = {"exp": "Exp", "log": "Log", "sigmoid": "Sigmoid", "relu": "ReLU"}[name]
