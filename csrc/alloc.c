@@ -157,6 +157,29 @@ static void free_list(block_header *h)
     }
 }
 
+/* Held blocks of at least `size` bytes in all (or all there are), taken out of the list: freed when an
+   allocation misses, so that the memory the process keeps (blocks in use and held) grows only when the
+   arrays in use outgrow it, never by blocks of one size held while new ones of another are mapped. Without
+   this, the peak would be the sum of each size's own peak instead of the peak of them all. Lock held. */
+static block_header *take_other_sizes(size_t size)
+{
+    block_header *released = NULL;
+    size_t bytes = 0;
+    for (int i = 0; i < VG_CACHE_BUCKETS && bytes < size; i++) {
+        bucket *b = &cache.buckets[i];
+        while (b->head != NULL && bytes < size) {
+            block_header *h = b->head;
+            b->head = h->next;
+            b->count--;
+            cache.held_bytes -= h->size;
+            bytes += h->size;
+            h->next = released;
+            released = h;
+        }
+    }
+    return released;
+}
+
 static void *data_of(block_header *h)
 {
     return h + 1;
@@ -173,15 +196,18 @@ static void *cache_get(size_t size, int zeroed)
 {
     if (size > SIZE_MAX - sizeof(block_header))
         return NULL;
-    block_header *h = NULL;
+    block_header *h = NULL, *released = NULL;
     if (size >= VG_CACHE_MIN_BYTES) {
         pthread_mutex_lock(&cache.lock);
         h = take(size);
         if (h != NULL)
             cache.hits++;
-        else
+        else {
             cache.misses++;
+            released = take_other_sizes(size);
+        }
         pthread_mutex_unlock(&cache.lock);
+        free_list(released);
     }
     if (h != NULL) {
         if (zeroed)

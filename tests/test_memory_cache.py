@@ -214,3 +214,15 @@ def test_cached_allocators_are_numpys():
 def test_bad_arguments_name_the_function(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+def test_a_miss_releases_held_blocks_of_other_sizes():
+    """The memory kept (in use and held) grows only when the arrays in use outgrow it: a block of a new size
+    is made only after held blocks of other sizes, as many bytes as it needs, were given back."""
+    a = C.cached_empty((MIN // 8,), np.float64)
+    del a
+    assert vg.cache_info()["held_bytes"] == MIN
+    b = C.cached_empty((MIN // 8 + 1,), np.float64)  # a miss: the held block of the other size goes
+    assert vg.cache_info()["held_bytes"] == 0
+    del b
+    assert vg.cache_info()["held_bytes"] == MIN + 8
