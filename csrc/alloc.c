@@ -19,6 +19,8 @@
  * Bounds: the blocks held (not those in use) total at most the cap (vg.set_cache_limit, the environment
  * variable VGRAD_CACHE_BYTES, or by default an eighth of the physical memory, at most 1 GiB); a block that
  * does not fit is freed at once. vg.empty_cache() frees every block held. A cap of 0 turns caching off.
+ * An allocation that finds no block of its size first frees held blocks of other sizes, as many bytes as
+ * it asks for: the memory kept (blocks in use and held) then never exceeds the peak of the blocks in use.
  *
  * Every block is malloc'ed with a small header in front that records its size, so that free, calloc and
  * realloc never depend on the size NumPy passes. Threads: NumPy frees an array wherever its last reference
