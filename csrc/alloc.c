@@ -283,6 +283,14 @@ static PyDataMem_Handler cache_handler = {
 /* The capsule NumPy stores in each array; created once and never released (arrays refer to it). */
 static PyObject *handler_capsule;
 
+/* The capsule, made on first use; NULL with an exception if that fails. */
+static PyObject *our_capsule(void)
+{
+    if (handler_capsule == NULL)
+        handler_capsule = PyCapsule_New(&cache_handler, "mem_handler", NULL);
+    return handler_capsule;
+}
+
 static int cache_enabled(void)
 {
     pthread_mutex_lock(&cache.lock);
@@ -300,12 +308,8 @@ PyObject *vg_cached_array(int ndim, const npy_intp *dims, PyArray_Descr *descr, 
         nbytes *= dims[i];
     PyObject *old = NULL;
     if ((size_t)nbytes >= VG_CACHE_MIN_BYTES && cache_enabled()) {
-        if (handler_capsule == NULL &&
-            (handler_capsule = PyCapsule_New(&cache_handler, "mem_handler", NULL)) == NULL) {
-            Py_DECREF(descr);
-            return NULL;
-        }
-        if ((old = PyDataMem_SetHandler(handler_capsule)) == NULL) {
+        PyObject *ours = our_capsule();
+        if (ours == NULL || (old = PyDataMem_SetHandler(ours)) == NULL) {
             Py_DECREF(descr);
             return NULL;
         }
@@ -402,6 +406,26 @@ VG_BOUNDARY(cached_copy)
     if (dst != NULL && PyArray_CopyInto((PyArrayObject *)dst, src) < 0)
         Py_CLEAR(dst);
     return dst;
+}
+
+/* For vgrad.memory.cached(): every NumPy allocation of the current context (thread, task) goes through the
+   cache until the previous handler is put back. None installs the cache's handler; a handler capsule that
+   an earlier call returned puts that one back. Returns the handler that was in effect. */
+VG_BOUNDARY(swap_data_handler)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "swap_data_handler takes 1 argument (None or a handler), %zd given", nargs);
+        return NULL;
+    }
+    PyObject *handler = args[0] == Py_None ? our_capsule() : args[0];
+    if (handler == NULL)
+        return NULL;
+    if (!PyCapsule_IsValid(handler, "mem_handler")) {
+        PyErr_Format(PyExc_TypeError, "swap_data_handler: expected None or a NumPy data-memory handler, got %s",
+                     Py_TYPE(handler)->tp_name);
+        return NULL;
+    }
+    return PyDataMem_SetHandler(handler);
 }
 
 VG_BOUNDARY(empty_cache)

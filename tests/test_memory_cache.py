@@ -226,3 +226,53 @@ def test_a_miss_releases_held_blocks_of_other_sizes():
     assert vg.cache_info()["held_bytes"] == 0
     del b
     assert vg.cache_info()["held_bytes"] == MIN + 8
+
+
+def test_numpys_allocations_inside_cached_use_the_cache_and_the_handler_comes_back():
+    with vg.memory.cached():
+        inside = np.ones(LARGE)
+        small = np.ones(3)
+    assert get_handler_name(inside) == get_handler_name(small) == "vgrad_cache"
+    assert get_handler_name() == "default_allocator"
+    with pytest.raises(ZeroDivisionError):
+        with vg.memory.cached():
+            1 / 0
+    assert get_handler_name() == "default_allocator"
+    assert get_handler_name(np.ones(LARGE)) == "default_allocator"
+    del inside, small  # freed through the cache's handler, outside the block
+    assert vg.cache_info()["held_bytes"] == int(np.prod(LARGE)) * 8
+
+
+def test_the_handler_of_one_thread_is_not_another_threads():
+    seen = []
+    with vg.memory.cached():
+        t = threading.Thread(target=lambda: seen.append(get_handler_name(np.ones(LARGE))))
+        t.start()
+        t.join()
+    assert seen == ["default_allocator"]
+
+
+@pytest.mark.parametrize("make", [lambda ps: vg.SGD(ps, lr=0.1, momentum=0.9), lambda ps: vg.Adam(ps, lr=0.01)],
+                         ids=["SGD-momentum", "Adam"])
+def test_optimizer_temporaries_reuse_blocks(make):
+    rng = np.random.default_rng(1)
+    p = vg.TensorNode(rng.standard_normal(LARGE))
+    grads = [rng.standard_normal(LARGE) for _ in range(3)]
+    expected = None
+    for limit in (0, 1 << 30):
+        vg.set_cache_limit(limit)
+        start = np.random.default_rng(2).standard_normal(LARGE)
+        p.value = start.copy()
+        opt = make([p])
+        misses, hits = [], []
+        for g in grads:
+            p.grad = g.copy()
+            opt.step()
+            misses.append(vg.cache_info()["misses"])
+            hits.append(vg.cache_info()["hits"])
+        if expected is None:
+            expected = p.value.copy()
+        else:
+            np.testing.assert_array_equal(p.value, expected)  # the same numbers with the cache on and off
+            assert misses[2] == misses[1] and hits[2] > hits[1]  # the third step's temporaries reuse blocks
+        assert not np.array_equal(p.value, start)  # it moved

@@ -301,8 +301,8 @@ REFERENCE_CHECKED = set(UNARY_FORWARD) | set(UNARY_BACKWARD) | set(BINARY_FORWAR
 # needs its entry. (The CNN kernels' reference tests are in test_properties_cnn.py.)
 NOT_YET_COVERED = {"reshape"}
 # The buffer cache's controls take no arrays and change the state of the whole process (fuzzing
-# set_cache_limit would leave any limit behind); tests/test_memory_cache.py checks their arguments.
-CACHE_CONTROLS = {"empty_cache", "set_cache_limit", "cache_info"}
+# set_cache_limit would leave any limit behind, swap_data_handler any handler); tests/test_memory_cache.py checks their arguments.
+CACHE_CONTROLS = {"empty_cache", "set_cache_limit", "cache_info", "swap_data_handler"}
 
 
 def test_every_entry_point_has_a_valid_call():

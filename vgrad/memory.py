@@ -10,8 +10,11 @@ mapping fresh memory, which otherwise make a step's speed depend on what the pro
 
 The limit defaults to an eighth of the machine's memory, at most 1 GiB, or to the environment variable
 VGRAD_CACHE_BYTES. Held blocks are memory the process keeps (it shows in its RSS) but no array uses.
-Only arrays vgrad allocates are cached; NumPy's own allocations (your `p.value -= lr * p.grad`) are not.
+Only arrays vgrad allocates are cached, and NumPy's inside `with vg.memory.cached():` (vgrad's optimizers
+run their updates in it); NumPy's other allocations (your own `p.value -= lr * p.grad`) are not.
 """
+import contextlib
+
 from . import _C
 
 
@@ -35,3 +38,22 @@ def set_cache_limit(nbytes):
     """Hold at most `nbytes` bytes of freed blocks (0 turns the cache off); returns the previous limit.
     Blocks held beyond the new limit are freed at once."""
     return _C.set_cache_limit(nbytes)
+
+
+@contextlib.contextmanager
+def cached():
+    """
+    Inside the block, every array NumPy allocates in this thread takes its memory from the cache (the large
+    ones reuse held blocks; small ones are plain malloc), as vgrad's own arrays always do:
+
+        with vg.memory.cached():
+            for p in params:
+                p.value -= lr * p.grad    # the temporary lr * p.grad reuses last step's block
+
+    Arrays made inside may live on after it; they are freed correctly whenever they go.
+    """
+    previous = _C.swap_data_handler(None)
+    try:
+        yield
+    finally:
+        _C.swap_data_handler(previous)
