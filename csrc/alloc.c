@@ -19,8 +19,9 @@
  * Bounds: the blocks held (not those in use) total at most the cap (vg.set_cache_limit, the environment
  * variable VGRAD_CACHE_BYTES, or by default an eighth of the physical memory, at most 1 GiB); a block that
  * does not fit is freed at once. vg.empty_cache() frees every block held. A cap of 0 turns caching off.
- * An allocation that finds no block of its size first frees held blocks of other sizes, as many bytes as
- * it asks for: the memory kept (blocks in use and held) then never exceeds the peak of the blocks in use.
+ * An allocation that finds no block of its size first frees held blocks of other sizes if the memory kept
+ * (blocks in use and held) would otherwise exceed the peak of the blocks in use by more than an eighth, so
+ * the cache never makes the process keep much more than its arrays needed at once.
  *
  * Every block is malloc'ed with a small header in front that records its size, so that free, calloc and
  * realloc never depend on the size NumPy passes. Threads: NumPy frees an array wherever its last reference
@@ -60,6 +61,8 @@ static struct {
     pthread_mutex_t lock;
     bucket buckets[VG_CACHE_BUCKETS];
     size_t held_bytes;   /* data bytes of the blocks held */
+    size_t in_use_bytes; /* data bytes of the blocks of at least VG_CACHE_MIN_BYTES in arrays now */
+    size_t peak_bytes;   /* the most in_use_bytes has been */
     size_t cap;          /* at most this many held */
     int cap_set;         /* cap read from the environment (or set) yet */
     unsigned long long hits, misses, not_held;
@@ -159,27 +162,39 @@ static void free_list(block_header *h)
     }
 }
 
-/* Held blocks of at least `size` bytes in all (or all there are), taken out of the list: freed when an
-   allocation misses, so that the memory the process keeps (blocks in use and held) grows only when the
-   arrays in use outgrow it, never by blocks of one size held while new ones of another are mapped. Without
-   this, the peak would be the sum of each size's own peak instead of the peak of them all. Lock held. */
-static block_header *take_other_sizes(size_t size)
+/* Before a new block of `size` bytes is made: held blocks (of other sizes) taken out of the list, as few as
+   keep the memory kept (blocks in use and held) within the peak of the blocks in use, which this block may
+   raise, plus an eighth. Without this, a loop whose sizes peak at different times would keep the sum of
+   each size's own peak; with it, the cache makes the process keep little more than its arrays needed at
+   once. The eighth lets a loop whose small blocks come and go at slightly different moments each step
+   (an update's small temporary made while the large one of last step is held) keep its large blocks
+   instead of giving them back and mapping them again every step. The caller frees the blocks taken after
+   unlocking. Lock held. */
+static block_header *release_above_peak(size_t size)
 {
+    size_t peak = cache.peak_bytes + cache.peak_bytes / 8;
+    size_t budget = cache.in_use_bytes + size > peak ? cache.in_use_bytes + size : peak;
     block_header *released = NULL;
-    size_t bytes = 0;
-    for (int i = 0; i < VG_CACHE_BUCKETS && bytes < size; i++) {
+    for (int i = 0; i < VG_CACHE_BUCKETS && cache.in_use_bytes + cache.held_bytes + size > budget; i++) {
         bucket *b = &cache.buckets[i];
-        while (b->head != NULL && bytes < size) {
+        while (b->head != NULL && cache.in_use_bytes + cache.held_bytes + size > budget) {
             block_header *h = b->head;
             b->head = h->next;
             b->count--;
             cache.held_bytes -= h->size;
-            bytes += h->size;
             h->next = released;
             released = h;
         }
     }
     return released;
+}
+
+/* The books of the blocks in arrays: `added` bytes came into use, `removed` went out. Lock held. */
+static void count_in_use(size_t added, size_t removed)
+{
+    cache.in_use_bytes = cache.in_use_bytes + added - removed;
+    if (cache.in_use_bytes > cache.peak_bytes)
+        cache.peak_bytes = cache.in_use_bytes;
 }
 
 static void *data_of(block_header *h)
@@ -206,8 +221,9 @@ static void *cache_get(size_t size, int zeroed)
             cache.hits++;
         else {
             cache.misses++;
-            released = take_other_sizes(size);
+            released = release_above_peak(size);
         }
+        count_in_use(size, 0);
         pthread_mutex_unlock(&cache.lock);
         free_list(released);
     }
@@ -216,8 +232,14 @@ static void *cache_get(size_t size, int zeroed)
             memset(data_of(h), 0, size);
     } else {
         h = zeroed ? calloc(1, sizeof(block_header) + size) : malloc(sizeof(block_header) + size);
-        if (h == NULL)
+        if (h == NULL) {
+            if (size >= VG_CACHE_MIN_BYTES) {
+                pthread_mutex_lock(&cache.lock);
+                count_in_use(0, size);
+                pthread_mutex_unlock(&cache.lock);
+            }
             return NULL;
+        }
         h->size = size;
     }
     h->next = NULL;
@@ -243,10 +265,16 @@ static void *handler_realloc(void *ctx, void *ptr, size_t new_size)
         return cache_get(new_size, 0);
     if (new_size > SIZE_MAX - sizeof(block_header))
         return NULL;
+    size_t old_size = header_of(ptr)->size;
     block_header *h = realloc(header_of(ptr), sizeof(block_header) + new_size);
     if (h == NULL)
         return NULL;
     h->size = new_size;
+    if (old_size >= VG_CACHE_MIN_BYTES || new_size >= VG_CACHE_MIN_BYTES) {
+        pthread_mutex_lock(&cache.lock);
+        count_in_use(new_size >= VG_CACHE_MIN_BYTES ? new_size : 0, old_size >= VG_CACHE_MIN_BYTES ? old_size : 0);
+        pthread_mutex_unlock(&cache.lock);
+    }
     return data_of(h);
 }
 
@@ -259,6 +287,7 @@ static void handler_free(void *ctx, void *ptr, size_t size)
     int held = 0;
     if (h->size >= VG_CACHE_MIN_BYTES) {
         pthread_mutex_lock(&cache.lock);
+        count_in_use(0, h->size);
         held = hold(h);
         if (!held)
             cache.not_held++;
@@ -436,6 +465,7 @@ VG_BOUNDARY(empty_cache)
     }
     pthread_mutex_lock(&cache.lock);
     block_header *all = take_all();
+    cache.peak_bytes = cache.in_use_bytes; /* the peak that bounds what is kept starts afresh */
     pthread_mutex_unlock(&cache.lock);
     free_list(all);
     Py_RETURN_NONE;
@@ -473,14 +503,16 @@ VG_BOUNDARY(cache_info)
     }
     pthread_mutex_lock(&cache.lock);
     ensure_cap();
-    size_t held = cache.held_bytes, cap = cache.cap, blocks = 0, sizes = 0;
+    size_t held = cache.held_bytes, cap = cache.cap, blocks = 0, sizes = 0, in_use = cache.in_use_bytes,
+           peak = cache.peak_bytes;
     for (int i = 0; i < VG_CACHE_BUCKETS; i++) {
         blocks += cache.buckets[i].count;
         sizes += cache.buckets[i].count != 0;
     }
     unsigned long long hits = cache.hits, misses = cache.misses, not_held = cache.not_held;
     pthread_mutex_unlock(&cache.lock);
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:K,s:K,s:K,s:n}", "held_bytes", (Py_ssize_t)held, "held_blocks",
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:K,s:K,s:K,s:n}", "held_bytes", (Py_ssize_t)held,
+                         "in_use_bytes", (Py_ssize_t)in_use, "peak_in_use_bytes", (Py_ssize_t)peak, "held_blocks",
                          (Py_ssize_t)blocks, "held_sizes", (Py_ssize_t)sizes, "limit_bytes", (Py_ssize_t)cap,
                          "hits", hits, "misses", misses, "not_held", not_held, "min_bytes",
                          (Py_ssize_t)VG_CACHE_MIN_BYTES);

@@ -217,15 +217,16 @@ def test_bad_arguments_name_the_function(call, exc, words):
 
 
 def test_a_miss_releases_held_blocks_of_other_sizes():
-    """The memory kept (in use and held) grows only when the arrays in use outgrow it: a block of a new size
-    is made only after held blocks of other sizes, as many bytes as it needs, were given back."""
-    a = C.cached_empty((MIN // 8,), np.float64)
+    """The memory kept (in use and held) stays within the peak of the blocks in use plus an eighth: a block of
+    a new size that would take it past that is made only after held blocks of other sizes were given back."""
+    unit = 8 * (vg.cache_info()["in_use_bytes"] + MIN)  # large beside what other tests keep alive
+    a = C.cached_empty((unit // 8,), np.float64)
     del a
-    assert vg.cache_info()["held_bytes"] == MIN
-    b = C.cached_empty((MIN // 8 + 1,), np.float64)  # a miss: the held block of the other size goes
+    assert vg.cache_info()["held_bytes"] == unit
+    b = C.cached_empty((unit // 8 * 9 // 8,), np.float64)  # a held and b in use: 2.125 units, past the peak's 1.125
     assert vg.cache_info()["held_bytes"] == 0
     del b
-    assert vg.cache_info()["held_bytes"] == MIN + 8
+    assert vg.cache_info()["held_bytes"] == unit // 8 * 9 // 8 * 8
 
 
 def test_numpys_allocations_inside_cached_use_the_cache_and_the_handler_comes_back():
@@ -276,3 +277,19 @@ def test_optimizer_temporaries_reuse_blocks(make):
             np.testing.assert_array_equal(p.value, expected)  # the same numbers with the cache on and off
             assert misses[2] == misses[1] and hits[2] > hits[1]  # the third step's temporaries reuse blocks
         assert not np.array_equal(p.value, start)  # it moved
+
+
+def test_a_miss_within_the_peak_keeps_the_held_blocks():
+    """The optimizer's pattern: a block of another size made while the step's blocks are in use raises the
+    peak, so next step, with all of them held, nothing needs to go and every allocation is a hit."""
+    before = vg.cache_info()["in_use_bytes"]  # arrays of other tests that are still alive
+    for step in range(3):
+        graph = [C.cached_empty(LARGE, np.float64) for _ in range(3)]
+        update = C.cached_empty((MIN // 8 * 3,), np.float64)  # another size, while the graph's are in use
+        del graph, update
+        info = vg.cache_info()
+        if step == 0:
+            first = info
+    assert info["misses"] == first["misses"]  # steps 2 and 3 allocated nothing new
+    assert info["held_bytes"] == info["peak_in_use_bytes"] - before == 3 * LARGE[0] * LARGE[1] * 8 + 3 * MIN
+    assert info["in_use_bytes"] == before

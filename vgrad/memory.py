@@ -21,6 +21,7 @@ from . import _C
 def cache_info():
     """
     The state of the buffer cache, as a dict: held_bytes and held_blocks (freed blocks kept for reuse),
+    in_use_bytes and peak_in_use_bytes (the large blocks in arrays now, and the most since empty_cache()),
     held_sizes (how many distinct sizes), limit_bytes (the cap on held_bytes), hits and misses (allocations
     served from a held block, and those that were not, since the process started), not_held (freed blocks
     given back at once, as the cap or the number of sizes was reached) and min_bytes (smaller arrays are not
@@ -30,7 +31,8 @@ def cache_info():
 
 
 def empty_cache():
-    """Free every block the buffer cache holds. Arrays in use are not affected."""
+    """Free every block the buffer cache holds, and start its peak afresh (the cache keeps at most the peak
+    of its blocks in use, counted from here). Arrays in use are not affected."""
     _C.empty_cache()
 
 
