@@ -17,12 +17,13 @@ if _os.environ.get('VGRAD_PURE_PYTHON'):
     del _load
 
 from . import core, data, functions, modules, ops
-from .core import Module, Op, OpNode, TensorNode, no_grad
+from .core import (DTypeWarning, GraphWarning, Module, NonFiniteWarning, Op, OpNode, TensorNode, VgradWarning,
+                   no_grad)
 from .data import load_cifar10, load_fashion_mnist, load_mnist, load_synth
 from .functions import celoss, fused, logceloss, logsoftmax, relu, sigmoid, softmax, unfused
 from .gradcheck import GradcheckError, gradcheck
 from .graph_draw import to_dot
-from .modules import MLP, Linear
+from .modules import MLP, Linear, load, save
 from .ops import (ALL_OPS, Add, Affine, BatchMM, Div, Exp, Expand, Id, Log, MatrixMultiply, Multiply, Normalize, ReLU,
                   RowMax, RowSum, Select, Sigmoid, Squeeze, Sub, Sum, Unsqueeze, LogSoftmax, LogCELoss)
 from . import nn, nn_ops, optim
