@@ -378,7 +378,7 @@ def _combine_message(other, like):
     """TensorNode <op> something that is neither a node nor a number."""
     what = _type_name(other)
     if isinstance(other, np.ndarray):
-        update = 'to update a parameter, change its value in place: p.value -= lr * p.grad'
+        update = 'to update a parameter, update p.value in place: p.value -= lr * p.grad'
         wrap = 'to use the array in the graph, wrap it: vg.TensorNode(array)'
         first, second = (update, wrap) if like.source is None else (wrap, update)
         return f'cannot combine a TensorNode with a {what}: {first} ({second})'
