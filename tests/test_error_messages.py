@@ -519,3 +519,53 @@ def test_nonsensical_linear_sizes_name_linear_and_the_value(make, error, message
     with pytest.raises(error) as err:
         make()
     assert str(err.value) == message
+
+
+# ---------------------------------------------------------------- a module's own code failing on an array
+
+class CourseLinear(vg.Module):
+    """vugrad's Linear reads the input's size as input.size(): for an ndarray, an int."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = vg.TensorNode(np.ones((3, 2)))
+
+    def forward(self, input):
+        n, f = input.size()
+        return input
+
+
+class CourseMLP(vg.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = CourseLinear()
+
+    def forward(self, x):
+        return self.layer1(x)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes exist from Python 3.11 on")
+def test_a_course_module_failing_on_an_array_gets_a_note_saying_wrap_it():
+    # The course's own Linear fails with "'int' object is not callable": the error stays, with a note naming
+    # the module the student called and the fix
+    with pytest.raises(TypeError, match="'int' object is not callable") as err:
+        CourseMLP()(np.ones((4, 2)))
+    assert err.value.__notes__ == ["CourseMLP was given a numpy.ndarray, not a TensorNode: if it computes with "
+                                   "TensorNodes, wrap it: model(vg.TensorNode(x))"]
+
+    class ReadsValue(vg.Module):
+        def forward(self, x):
+            return x.value
+
+    with pytest.raises(AttributeError, match="'list' object has no attribute 'value'") as err:
+        ReadsValue()([1.0])
+    assert err.value.__notes__[0].startswith("ReadsValue was given a list, not a TensorNode")
+    # given nodes, a module's own error has no note
+    with pytest.raises(TypeError, match="has no len") as err:
+        TypeErrorOfItsOwn()(node(4, 2))
+    assert not hasattr(err.value, "__notes__")
+
+
+class TypeErrorOfItsOwn(vg.Module):
+    def forward(self, x):
+        return len(5)

@@ -792,12 +792,13 @@ class Module:
     def __call__(self, *args, **kwargs):
         try:
             return self.forward(*args, **kwargs)
-        except TypeError as error:
+        except (TypeError, AttributeError) as error:
             # An input that is not a TensorNode (a NumPy array): if it is one this module was given, say so
             # in this module's name. The outermost module given it, the one the student called, has the last
             # word.
-            renamed = _renamed_input_error(self, args, kwargs, error)
+            renamed = _renamed_input_error(self, args, kwargs, error) if isinstance(error, TypeError) else None
             if renamed is None:
+                _note_array_input(self, args, kwargs, error)
                 raise
             raise renamed from None
 
@@ -1059,6 +1060,30 @@ def _renamed_input_error(module, args, kwargs, error):
         if arg is given:
             return _not_a_node(type(module).__name__, given, f'the argument {key}')
     return None
+
+
+def _note_array_input(module, args, kwargs, error):
+    """Module.__call__: a module's own code failed on an input that is an array, not a TensorNode (vugrad's
+    Linear calls input.size(), which for an ndarray is an int: "'int' object is not callable"). The error
+    stays as it is, with a note naming the likely cause; the outermost module's note replaces its inner
+    modules'. (Exception notes exist from Python 3.11 on.)"""
+    if not hasattr(error, 'add_note'):
+        return
+    for given in (*args, *kwargs.values()):
+        if isinstance(given, (np.ndarray, list)) or _type_name(given) == 'torch.Tensor':
+            break
+    else:
+        return
+    wrap = 'vg.TensorNode(x.detach().numpy())' if _type_name(given) == 'torch.Tensor' else 'vg.TensorNode(x)'
+    note = (f'{type(module).__name__} was given a {_type_name(given)}, not a TensorNode: if it computes with '
+            f'TensorNodes, wrap it: model({wrap})')
+    notes = getattr(error, '__notes__', None)
+    index = getattr(error, '_vgrad_note', None)
+    if notes is not None and index is not None and index < len(notes):
+        notes[index] = note
+        return
+    error.add_note(note)
+    error._vgrad_note = len(error.__notes__) - 1
 
 
 def _modules_in(value):
