@@ -1,6 +1,7 @@
 """The cache of large buffers (csrc/alloc.c, vgrad/memory.py): blocks freed by one training step are reused
 by the next, the limit holds, empty_cache gives them back, results do not change, frees from several threads
 keep the books right, and arrays outlive whatever happens to the cache."""
+import gc
 import threading
 
 import numpy as np
@@ -17,6 +18,7 @@ LARGE = (MIN // 8 // 64 + 1, 64)  # the smallest float64 matrix of 64 columns th
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """Each test starts with an empty cache under a known limit, and leaves the process's limit as it was."""
+    gc.collect()  # graphs of earlier tests (cycles of nodes) die now, not in the middle of this test's counts
     previous = vg.set_cache_limit(1 << 30)
     vg.empty_cache()
     yield
