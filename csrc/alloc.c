@@ -11,7 +11,8 @@
  *
  * Scope: only vgrad's own arrays use it. vg_cached_array sets the handler (PyDataMem_SetHandler, a context
  * variable) around the one NumPy call that allocates the array, and only for arrays of at least
- * VG_CACHE_MIN_BYTES; everything else NumPy allocates stays with NumPy's default handler. NumPy keeps a
+ * VG_CACHE_MIN_BYTES; swap_data_handler sets it for a block of Python code (vgrad.memory.cached(), around
+ * the optimizers' updates); everything else NumPy allocates stays with NumPy's default handler. NumPy keeps a
  * reference to the handler's capsule in every array that owns its data and frees the data through it, so an
  * array allocated here is freed here, whatever the handler in effect when it dies. The handler and its
  * state are static: they outlive the module object, as the arrays may.
@@ -38,7 +39,8 @@
 #include <unistd.h>
 
 /* Arrays smaller than this keep NumPy's default handler: glibc serves them from its heap without page
-   faults, and switching the handler costs two context-variable writes (about 0.1 us each). 128 KiB is
+   faults, and switching the handler costs two context-variable writes (about 0.3 us together, measured as
+   CPU time per allocation against NumPy's handler: docs/memory.md). 128 KiB is
    glibc's initial mmap threshold, above which its blocks are mapped and unmapped on every use. */
 #define VG_CACHE_MIN_BYTES ((size_t)128 * 1024)
 /* Distinct block sizes held at once. A training loop allocates a few dozen distinct large shapes; a size
