@@ -1,5 +1,5 @@
 """
-The targets of issue 4 (item 2), as ratios measured in one run (>1 = vgrad better):
+vgrad's speed and memory targets, as ratios measured in one run (>1 = vgrad better):
 
     W1 >= 5x vugrad and >= 1x PyTorch;  W2 >= 2.5x vugrad and >= 1x PyTorch, matmuls >= 70% of GEMM peak;
     W3 >= 1x PyTorch float32;  W4 >= 3x vugrad and >= 1x PyTorch;  W2 peak RSS <= vugrad's.

@@ -21,7 +21,7 @@ ROWS = {row.key: row for row in [
     Row('vugrad', 'vugrad', 'vugrad'),
     Row('torch', 'PyTorch', 'torch'),
     Row('torch_noinput', 'PyTorch, input without grad', 'torch', input_grad=False),
-    # The opt-outs PyTorch users know (issue 4, item 3); n/a until vgrad has them.
+    # The opt-outs PyTorch users know: an input with requires_grad=False, and no_grad() for validation.
     Row('vgrad_noinput', 'vgrad, input requires_grad=False', 'vgrad', input_grad=False),
     Row('vgrad_nograd', 'vgrad, with vg.no_grad()', 'vgrad', input_grad=False, no_grad=True),
     Row('torch_nograd', 'PyTorch, with torch.no_grad()', 'torch', input_grad=False, no_grad=True),

@@ -176,7 +176,8 @@ class TensorNode:
         _clear(self)
 
     # Operators, so that TensorNodes can be combined as numbers are. A Python number on either side is
-    # wrapped in a node of the same shape and float dtype as the other operand.
+    # wrapped in a node of the same shape and float dtype as the other operand. (Add, Sub, ... are the ops of
+    # ops.py, which hands them to this module: see below TensorNode.)
     def __add__(self, other):
         return Add.do_forward(self, _as_node(other, self))
 
@@ -216,8 +217,7 @@ class TensorNode:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         """In Jupyter a node shows the graph below it (SVG with Graphviz installed, else a text tree)."""
-        from .graph_draw import mimebundle  # imported here: graph_draw imports this module
-        return mimebundle(self, include, exclude)
+        return _mimebundle(self, include, exclude)
 
     def __repr__(self):
         n = f'{self.name!r}, ' if self.name is not None else ''
@@ -232,6 +232,20 @@ def _as_node(other, like):
     if isinstance(other, numbers.Number) and not isinstance(other, complex):
         return TensorNode(np.full(like.value.shape, other, dtype=grad_dtype(like.value)))
     raise TypeError(f'cannot combine a TensorNode with a {type(other).__name__}; wrap arrays in vg.TensorNode')
+
+
+# The two things TensorNode uses from modules that build on this one, which this module therefore does not
+# import: each of those modules puts its part here when it is imported (importing vgrad imports both), and the
+# methods above look them up when they run, as fast as any global.
+#
+# The ops behind the operators + - * / @, from the end of ops.py. (vugrad defined Add, Sub and Multiply in its
+# core.py, so course code's `from vugrad.core import Add` finds them here too.)
+Add = Sub = Multiply = Div = MatrixMultiply = None
+
+
+def _mimebundle(node, include, exclude):
+    """What Jupyter shows for a node: graph_draw.py replaces this with its picture of the graph."""
+    return None
 
 
 class OpNode:
@@ -600,9 +614,3 @@ def _parameters_in(value):
     if isinstance(value, dict):
         return [node for item in value.values() for node in _parameters_in(item)]
     return []
-
-
-# Add, Sub, Multiply, Div and MatrixMultiply live in ops.py with the other ops; vugrad defined the first
-# four here, so they are imported back to keep `from vugrad.core import Add` working. The import is at the
-# bottom because ops.py itself imports Op and TensorNode from this module.
-from .ops import Add, Div, MatrixMultiply, Multiply, Sub  # noqa: E402
