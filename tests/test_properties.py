@@ -16,14 +16,12 @@ operation formulas and the float64 layouts whose NumPy order it does not reprodu
 within a few ulps, sums and products within the rounding bound of a sum of n terms (float32 may add in
 another order), so values for those are drawn in a range where no partial sum can overflow.
 
-The budget is EXAMPLES examples per test (env VGRAD_HYPOTHESIS_EXAMPLES, default 80); the runs are
-derandomized, so CI sees the same examples every time.
+Each test takes its hypothesis settings from the loaded profile (tests/conftest.py: ci, quick or thorough), so
+the budget is set there and nowhere here; CI's profile is derandomized, so it sees the same examples every time.
 """
-import os
-
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -31,9 +29,6 @@ import vgrad._C as C
 import vgrad.ops as vops
 from op_table import BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS, c_calls
 
-EXAMPLES = int(os.environ.get("VGRAD_HYPOTHESIS_EXAMPLES", "80"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=False,
-                    suppress_health_check=list(HealthCheck))
 
 CLEAN = (TypeError, ValueError, IndexError, MemoryError)
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -304,7 +299,7 @@ REFERENCE_CHECKED.update(UNARY_FORWARD, UNARY_BACKWARD, BINARY_FORWARD, BINARY_B
 
 
 @checks("add_into")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_add_into_is_numpys_plus_equals(data):
     """add_into(current, grad), the step of backpropagation core.py hands to C, is current += grad: the same
@@ -350,7 +345,7 @@ def affine_fits(w, b, x):
 
 
 @checks("affine_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_affine_forward(data):
     """w and b must be float32/float64 (else declined); x may be of any dtype: np.matmul promotes it."""
@@ -370,7 +365,7 @@ def test_affine_forward(data):
 
 
 @checks("affine_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_affine_backward(data):
     w, b, x = data.draw(affine_operands())
@@ -409,7 +404,7 @@ def finite_matrix(draw, lo, hi, shape=None):
 
 
 @checks("logsoftmax_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_logsoftmax_forward(data):
     x = finite_matrix(data.draw, -1e3, 1e3) if data.draw(st.integers(0, 6)) else matrix_or_not(data.draw)
@@ -440,7 +435,7 @@ def test_logsoftmax_forward(data):
 
 
 @checks("logsoftmax_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_logsoftmax_backward(data):
     """Against the Reference's backward on the context its forward made (expd, sumd, idxs), go in any
@@ -471,7 +466,7 @@ def test_logsoftmax_backward(data):
 
 
 @checks("logceloss_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_logceloss_forward(data):
     lp = matrix_or_not(data.draw, "sum")
@@ -494,7 +489,7 @@ def test_logceloss_forward(data):
 
 
 @checks("logceloss_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_logceloss_backward(data):
     shape = data.draw(shape_argument(2))
@@ -568,7 +563,7 @@ PLAN_STEP = st.tuples(st.sampled_from(GRAPH_OPS), st.lists(st.integers(0, 50), m
                       st.integers(0, 9).map(lambda v: v == 0)).map(lambda s: (s[0][0], s[0][1], s[1], s[2]))
 
 
-@PROPERTY
+@settings()
 @given(plan=st.lists(PLAN_STEP, min_size=1, max_size=12))
 def test_graph_machinery_on_random_graphs(plan):
     """Random graphs (diamonds, shared inputs, two-output ops, nodes with requires_grad False): backward gives
@@ -617,7 +612,7 @@ def test_graph_machinery_on_random_graphs(plan):
 
 
 @pytest.mark.parametrize("name", sorted(UNARY_FORWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_unary_forward(name, data):
     op, exact = KERNEL_OWNERS[name], UNARY_FORWARD[name]
@@ -633,7 +628,7 @@ def test_unary_forward(name, data):
 
 
 @pytest.mark.parametrize("name", sorted(UNARY_BACKWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_unary_backward(name, data):
     op, (key, several) = KERNEL_OWNERS[name], UNARY_BACKWARD[name]
@@ -649,7 +644,7 @@ def test_unary_backward(name, data):
 
 
 @checks("neg_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_neg_forward(data):
     go = data.draw(operand(shapes()))
@@ -662,7 +657,7 @@ def test_neg_forward(data):
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_FORWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_binary_forward(name, data):
     op = KERNEL_OWNERS[name]
@@ -678,7 +673,7 @@ def test_binary_forward(name, data):
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_BACKWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_binary_backward(name, data):
     op, several = KERNEL_OWNERS[name], BINARY_BACKWARD[name]
@@ -702,7 +697,7 @@ def test_binary_backward(name, data):
 
 
 @checks("sum_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_sum_forward(data):
     x = data.draw(operand(shapes(), "sum"))
@@ -754,7 +749,7 @@ def shape_ok(shape, ndim=None):
 
 
 @checks("sum_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_sum_backward(data):
     go = data.draw(operand(data.draw(st.sampled_from([(), (1,), (1, 1), (2,), (0,)]))))
@@ -776,7 +771,7 @@ def matrix_or_not(draw, kind="any"):
 
 
 @checks("rowsum_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_rowsum_forward(data):
     x = matrix_or_not(data.draw, "sum")
@@ -791,7 +786,7 @@ def test_rowsum_forward(data):
 
 
 @checks("rowsum_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_rowsum_backward(data):
     xshape = data.draw(shape_argument(2))
@@ -808,7 +803,7 @@ def test_rowsum_backward(data):
 
 
 @checks("rowmax_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_rowmax_forward(data):
     x = matrix_or_not(data.draw)
@@ -830,7 +825,7 @@ def test_rowmax_forward(data):
 
 
 @checks("rowmax_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_rowmax_backward(data):
     xshape = data.draw(shape_argument(2))
@@ -851,7 +846,7 @@ def test_rowmax_backward(data):
 
 
 @checks("normalize_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_normalize_forward(data):
     # Normalize's domain is non-negative (softmax): there the sums have no cancellation to amplify.
@@ -873,7 +868,7 @@ def test_normalize_forward(data):
 
 
 @checks("normalize_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_normalize_backward(data):
     shape = data.draw(MATRIX) if data.draw(st.integers(0, 6)) else data.draw(shapes(max_dims=3))
@@ -913,7 +908,7 @@ DIMS = st.integers(-5, 5) | st.sampled_from([2**62, -2**62, 2**70])
 
 
 @checks("expand_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_expand_forward(data):
     shape = list(data.draw(shapes()))
@@ -935,7 +930,7 @@ def test_expand_forward(data):
 
 
 @checks("expand_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_expand_backward(data):
     go = data.draw(operand(shapes(), "sum"))
@@ -952,7 +947,7 @@ def test_expand_backward(data):
 
 
 @checks("identity")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_identity(data):
     x = data.draw(operand(shapes()))
@@ -969,7 +964,7 @@ def check_view(got, x, want, what):
 
 
 @checks("squeeze")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_squeeze(data):
     shape = list(data.draw(shapes()))
@@ -984,7 +979,7 @@ def test_squeeze(data):
 
 
 @checks("unsqueeze")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_unsqueeze(data):
     x = data.draw(operand(shapes()))
@@ -1007,7 +1002,7 @@ def test_unsqueeze_at_the_dimension_limit():
 
 
 @checks("select_forward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_select_forward(data):
     x = matrix_or_not(data.draw)
@@ -1027,7 +1022,7 @@ def test_select_forward(data):
 
 
 @checks("select_backward")
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_select_backward(data):
     xshape = data.draw(shape_argument(2))
@@ -1094,7 +1089,7 @@ MATMUL = {
 
 @checks(*MATMUL)
 @pytest.mark.parametrize("name", sorted(MATMUL))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_matrix_products(name, data):
     op, (pairs, keys) = KERNEL_OWNERS[name], MATMUL[name]
@@ -1165,7 +1160,7 @@ ANYTHING = (st.none() | st.integers(-3, 5) | st.sampled_from([2**62, -2**62, 2**
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_any_arguments_never_crash(name, data):
     """Arguments of any kind and number, in the positions of a valid call (some left valid): a result or a

@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 import vgrad._C as C
 from vgrad.nn_ops import (AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling,
                           Reshape)
-from test_properties import (EXAMPLES, LAYOUT_NAMES, PROPERTY, arr, assert_close, assert_exact, check_array, checks,
+from test_properties import (LAYOUT_NAMES, arr, assert_close, assert_exact, check_array, checks,
                              compute_dtype, elements, ref, reference, refused, same_special, shapes, to_layout)
 
 # The entry points of vgrad._C checked here against their op's Reference: those of the tests marked @cnn_checks(...)
@@ -31,10 +31,6 @@ CNN_REFERENCE_CHECKED = set()
 
 def cnn_checks(*names):
     return checks(*names, into=CNN_REFERENCE_CHECKED)
-
-
-# The same budget as test_properties.py (each example here checks a forward and a backward pass).
-CNN = settings(PROPERTY, max_examples=EXAMPLES)
 
 FLOATS = [np.float64, np.float32]
 DTYPES = [np.float64, np.float64, np.float32, np.float32, np.float16, np.int16, np.bool_]
@@ -122,7 +118,7 @@ def conv_valid(x, w, b, stride, padding):
 
 
 @cnn_checks("conv2d_forward", "conv2d_backward")
-@CNN
+@settings()
 @given(args=conv_arguments(), data=st.data())
 def test_conv2d(args, data):
     x, w, b, stride, padding = args
@@ -156,7 +152,7 @@ def test_conv2d(args, data):
         assert_close(g, r, t2, f"conv2d_backward [{k}]", 2 * n_terms * eps(t2) * bd)
 
 
-@CNN
+@settings()
 @given(data=st.data())
 def test_conv2d_backward_bad_shapes(data):
     """go, cols or xshape that do not belong together: a clean error naming the op."""
@@ -200,7 +196,7 @@ def pool_valid(x, kernel, stride):
 
 
 @cnn_checks("maxpool2d_forward", "maxpool2d_backward")
-@CNN
+@settings()
 @given(args=pool_arguments("any"), data=st.data())
 def test_maxpool2d(args, data):
     x, kernel, stride = args
@@ -225,7 +221,7 @@ def test_maxpool2d(args, data):
     assert_close(gx, reference(MaxPooling, "backward", rctx, G), t2, "maxpool2d_backward", bound)
 
 
-@CNN
+@settings()
 @given(data=st.data())
 def test_maxpool2d_backward_bad_indices(data):
     """Indices outside the image, or a go that does not match xshape: a clean error naming the op."""
@@ -242,7 +238,7 @@ def test_maxpool2d_backward_bad_indices(data):
 
 
 @cnn_checks("avgpool2d_forward", "avgpool2d_backward")
-@CNN
+@settings()
 @given(args=pool_arguments("sum"), data=st.data())
 def test_avgpool2d(args, data):
     x, kernel, stride = args
@@ -266,7 +262,7 @@ def test_avgpool2d(args, data):
     assert_close(gx, reference(AvgPooling, "backward", rctx, G), t2, "avgpool2d_backward", bound)
 
 
-@CNN
+@settings()
 @given(data=st.data())
 def test_avgpool2d_backward_bad_shapes(data):
     n, c, h, w = data.draw(image_shape())
@@ -288,7 +284,7 @@ P = st.sampled_from([0.0, 0.5, 1.0, 0.1, 0.9]) | st.floats(0.0, 1.0)
 
 
 @cnn_checks("dropout_forward", "dropout_backward")
-@CNN
+@settings()
 @given(data=st.data())
 def test_dropout(data):
     shape = data.draw(shapes())
@@ -312,7 +308,7 @@ def test_dropout(data):
                  "dropout_backward")
 
 
-@CNN
+@settings()
 @given(data=st.data())
 def test_dropout_backward_bad_arguments(data):
     shape = data.draw(shapes(min_dims=1))
@@ -345,7 +341,7 @@ def batchnorm_arguments(draw):
 
 
 @cnn_checks("batchnorm_forward", "batchnorm_backward")
-@CNN
+@settings()
 @given(args=batchnorm_arguments(), data=st.data())
 def test_batchnorm(args, data):
     x, gamma, beta, running, eps_ = args
@@ -406,7 +402,7 @@ def test_batchnorm(args, data):
 
 
 @cnn_checks("cross_entropy_forward", "cross_entropy_backward")
-@CNN
+@settings()
 @given(data=st.data())
 def test_cross_entropy(data):
     n, c = data.draw(st.integers(0, 4)), data.draw(st.integers(1, 5))
@@ -445,7 +441,7 @@ def test_cross_entropy(data):
     assert_close(got, reference(CrossEntropy, "backward", bctx, ref(go, t2)), t2, "cross_entropy_backward")
 
 
-@CNN
+@settings()
 @given(data=st.data())
 def test_cross_entropy_backward_bad_arguments(data):
     n, c = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 5))
@@ -469,7 +465,7 @@ def test_cross_entropy_backward_bad_arguments(data):
 
 
 @cnn_checks("reshape")
-@CNN
+@settings()
 @given(data=st.data())
 def test_reshape(data):
     x = data.draw(operand(data.draw(shapes()), "any", DTYPES))
