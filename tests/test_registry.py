@@ -11,9 +11,12 @@ vgrad._C, is checked against that here, so that nothing about an op can be forgo
   kernels (op_table.c_calls()), and a test of each kernel against the op's NumPy Reference
   (tests/test_properties.py, tests/test_properties_cnn.py).
 
-Each failure says what is missing and where it goes.
+The checks of one op are one function, problems(op, world), over a snapshot of everything that lists ops (a
+World). Each built-in op must have none; the throwaway Tanh at the end, an op as a newcomer would start it,
+shows that each missing piece is reported, saying what is missing and where it goes.
 """
 import ast
+import dataclasses
 import glob
 import inspect
 import os
@@ -25,6 +28,7 @@ import pytest
 
 import vgrad as vg
 import vgrad._C as C
+from vgrad import _C  # the name by which the ops call their kernels (the throwaway Tanh's below are never run)
 import vgrad.nn_ops as vnn
 import vgrad.ops as vops
 from op_table import KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points
@@ -38,12 +42,106 @@ EXPORTED = {name for name in dir(C) if not name.startswith("_")}  # its function
 FUNCTIONS = set(c_entry_points())
 
 
-def where(op):
-    return "vgrad/nn_ops.py" if op in vops.NN_OPS else "vgrad/ops.py"
-
-
 def by_name(ops):
     return pytest.mark.parametrize("op", ops, ids=lambda op: op.__name__)
+
+
+def readme_words():
+    """Every word inside backquotes in README.md's prose (not its code blocks)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
+    return {word for span in re.findall(r"`([^`]+)`", text) for word in re.findall(r"\w+", span)}
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """What lists ops or functions of vgrad._C, outside the op classes themselves."""
+
+    ops: tuple  # vgrad.ops.ALL_OPS
+    functions: frozenset  # the functions vgrad._C exports (built from csrc/functions.def)
+    exports: dict  # vgrad's namespace: name -> object
+    readme: frozenset  # the words the README quotes
+    table: tuple  # the ops with an entry in tests/op_table.py TABLE
+    calls: frozenset  # the functions with a valid call in op_table.c_calls()
+    checked: frozenset  # the functions a property test checks against NumPy
+
+
+WORLD = World(ops=OPS, functions=frozenset(FUNCTIONS), exports=dict(vars(vg)), readme=frozenset(readme_words()),
+              table=tuple(e.op for e in TABLE), calls=frozenset(c_calls()),
+              checked=frozenset(REFERENCE_CHECKED | CNN_REFERENCE_CHECKED))
+
+
+def where(op):
+    return "vgrad/nn_ops.py" if issubclass(op, vg.Op) and op in vops.NN_OPS else "vgrad/ops.py"
+
+
+def c_functions_called(op):
+    """The functions of vgrad._C the op's own code (not its Reference) calls: every `_C.name` in its class."""
+    (cls,) = ast.parse(textwrap.dedent(inspect.getsource(op))).body
+    called = set()
+    for stmt in cls.body:
+        if isinstance(stmt, ast.ClassDef) and stmt.name == "Reference":
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "_C":
+                called.add(node.attr)
+    return called
+
+
+def problems(op, world=WORLD):
+    """What is missing for `op` (an Op class) to be a complete op of `world`, each as a sentence saying where it
+    goes: the empty list for a complete op."""
+    name, found = op.__name__, []
+    kernels = vars(op).get("kernels")
+    if kernels is None:
+        return [f"{name} declares no kernels: add `kernels = ('..._forward', '..._backward')`, the functions of "
+                f"vgrad._C that compute it, to its class in {where(op)}"]
+    if not (isinstance(kernels, tuple) and kernels and all(isinstance(k, str) for k in kernels)):
+        return [f"{name}.kernels must be a non-empty tuple of names of functions of vgrad._C, not {kernels!r}"]
+    if not (isinstance(vars(op).get("Reference"), type) and issubclass(op.Reference, vg.Op)):
+        found.append(f"{name} has no nested NumPy `class Reference(Op)`, which the tests check its kernels against")
+
+    missing = [k for k in kernels if k not in world.functions]
+    if missing:
+        found.append(f"{name}.kernels names {missing}, which vgrad._C does not export: write the kernels, forward "
+                     f"beside backward, in one file of csrc/, add a VG_FUNC line for each to csrc/functions.def, "
+                     f"and rebuild (python setup.py build_ext --inplace)")
+    called = c_functions_called(op)
+    unused = sorted(set(kernels) - called)
+    if unused:
+        found.append(f"{name}.kernels names {unused}, which its forward and backward never call")
+    owned = {k for other in world.ops for k in other.kernels} | set(kernels)
+    unowned = sorted(called - owned)
+    if unowned:
+        found.append(f"{name} calls {unowned} of vgrad._C, which no op names in its kernels: add them to "
+                     f"{name}.kernels in {where(op)}")
+
+    if world.exports.get(name) is not op:
+        module = "nn_ops" if where(op) == "vgrad/nn_ops.py" else "ops"
+        found.append(f"vgrad does not export {name}: add it to the `from .{module} import ...` line of "
+                     f"vgrad/__init__.py")
+    if name not in world.readme:
+        found.append(f"README.md does not name {name}: add it, in backquotes, where the README lists the ops")
+
+    if op not in world.table:
+        found.append(f"{name} has no entry in tests/op_table.py TABLE (its sample inputs, error cases and special "
+                     f"values)")
+    no_call = [k for k in kernels if k not in world.calls]
+    if no_call:
+        found.append(f"{no_call} have no valid call in tests/op_table.py c_calls() (the tests of bad arguments and "
+                     f"reference counts change one argument of it)")
+    unchecked = [k for k in kernels if k not in world.checked]
+    if unchecked:
+        found.append(f"{unchecked} are checked against {name}.Reference by no property test: add each to a family of "
+                     f"tests/test_properties.py (UNARY_FORWARD, UNARY_BACKWARD, BINARY_FORWARD, BINARY_BACKWARD) or "
+                     f"write a test for it there (for the CNN toolkit: tests/test_properties_cnn.py), marked "
+                     f"@checks(name) (@cnn_checks(name))")
+    return found
+
+
+def unowned_functions(world=WORLD):
+    """The functions of vgrad._C that no op of `world` names in its kernels and that are not vgrad.ops.C_HELPERS."""
+    return sorted(world.functions - {k for op in world.ops for k in op.kernels} - set(vops.C_HELPERS))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -62,20 +160,11 @@ def test_all_ops_are_the_op_classes_of_ops_and_nn_ops():
 
 
 @by_name(OPS)
-def test_op_declares_the_kernels_it_owns(op):
-    assert "kernels" in vars(op), (
-        f"{op.__name__} declares no kernels: add `kernels = ('..._forward', '..._backward')`, the functions of "
-        f"vgrad._C that compute it, to its class in {where(op)}")
-    kernels = op.kernels
-    assert isinstance(kernels, tuple) and kernels and all(isinstance(k, str) for k in kernels), (
-        f"{op.__name__}.kernels must be a tuple of names of functions of vgrad._C, not {kernels!r}")
-    missing = [k for k in kernels if k not in FUNCTIONS]
-    assert not missing, (
-        f"{op.__name__}.kernels names {missing}, which vgrad._C does not export: write the kernels in a file of "
-        f"csrc/, add a VG_FUNC line for each to csrc/functions.def, and rebuild (python setup.py build_ext "
-        f"--inplace)")
-    assert isinstance(vars(op).get("Reference"), type) and issubclass(op.Reference, vg.Op), (
-        f"{op.__name__} has no nested NumPy `class Reference(Op)`, which the tests check its kernels against")
+def test_op_is_complete(op):
+    """Its kernels exist and are called, vgrad exports it, the README names it, the tests have its inputs, a
+    valid call of each kernel and a check of each against its Reference."""
+    found = problems(op)
+    assert not found, "\n".join(found)
 
 
 def test_no_function_of_C_has_two_owners():
@@ -85,32 +174,8 @@ def test_no_function_of_C_has_two_owners():
     assert not both, f"{both}: both an op's kernels and in vgrad.ops.C_HELPERS"
 
 
-def c_functions_called(op):
-    """The functions of vgrad._C the op's own code (not its Reference) calls: every `_C.name` in its class."""
-    (cls,) = ast.parse(textwrap.dedent(inspect.getsource(op))).body
-    called = set()
-    for stmt in cls.body:
-        if isinstance(stmt, ast.ClassDef) and stmt.name == "Reference":
-            continue
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "_C":
-                called.add(node.attr)
-    return called
-
-
-@by_name(OPS)
-def test_kernels_are_functions_the_op_calls(op):
-    """An op calls the kernels it names (and may call other ops' kernels: Squeeze's backward is Unsqueeze's)."""
-    called = c_functions_called(op)
-    unused = sorted(set(op.kernels) - called)
-    assert not unused, f"{op.__name__}.kernels names {unused}, which its forward and backward never call"
-    unowned = sorted(called - set(KERNELS))
-    assert not unowned, (f"{op.__name__} calls {unowned} of vgrad._C, which no op names in its kernels: add "
-                         f"them to {op.__name__}.kernels in {where(op)}")
-
-
 def test_every_export_of_C_is_a_kernel_or_a_helper():
-    unknown = sorted(EXPORTED - set(KERNELS) - set(vops.C_HELPERS))
+    unknown = unowned_functions() + sorted(EXPORTED - FUNCTIONS - set(vops.C_HELPERS))
     assert not unknown, (
         f"vgrad._C exports {unknown}, which no op names in its `kernels` and vgrad.ops.C_HELPERS does not "
         f"list: add each to the kernels of the op that calls it (or, if it is no op's, to C_HELPERS)")
@@ -131,44 +196,22 @@ def test_functions_def_lists_what_the_built_extension_exports():
 
 
 # ------------------------------------------------------------------------------------------------
-# vgrad's exports and the README
+# The other lists: nothing in them that the registry lacks
 # ------------------------------------------------------------------------------------------------
-
-
-@by_name(OPS)
-def test_vgrad_exports_the_op(op):
-    assert getattr(vg, op.__name__, None) is op, (
-        f"vgrad does not export {op.__name__}: add it to the `from .{'nn_ops' if op in vops.NN_OPS else 'ops'} "
-        f"import ...` line of vgrad/__init__.py")
-    assert getattr(vops, op.__name__, None) is op, f"vgrad.ops.{op.__name__} is not the op"
 
 
 def test_vgrad_exports_no_other_op():
     others = sorted(name for name, value in vars(vg).items() if isinstance(value, type) and issubclass(value, vg.Op)
                     and value is not vg.Op and value not in OPS)
     assert not others, f"vgrad exports ops that vgrad.ops.ALL_OPS lacks: {others}"
-
-
-def test_the_readme_names_every_op():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = re.sub(r"```.*?```", "", f.read(), flags=re.S)  # the code blocks
-    quoted = {word for span in re.findall(r"`([^`]+)`", text) for word in re.findall(r"\w+", span)}
-    missing = [op.__name__ for op in OPS if op.__name__ not in quoted]
-    assert not missing, f"README.md does not name {missing}: add them, in backquotes, where it lists the ops"
-
-
-# ------------------------------------------------------------------------------------------------
-# The tests' inputs of each op and each function of vgrad._C
-# ------------------------------------------------------------------------------------------------
+    for op in OPS:
+        assert getattr(vops, op.__name__, None) is op, f"vgrad.ops.{op.__name__} is not the op"
 
 
 def test_every_op_has_one_table_entry():
     table_ops = [e.op for e in TABLE]
     twice = sorted({op.__name__ for op in table_ops if table_ops.count(op) > 1})
     assert not twice, f"ops with two entries in tests/op_table.py TABLE: {twice}"
-    missing = [op.__name__ for op in OPS if op not in table_ops]
-    assert not missing, (f"ops without an entry in tests/op_table.py TABLE (its samples, error cases and special "
-                         f"values): {missing}")
     extra = [op.__name__ for op in table_ops if op not in OPS]
     assert not extra, f"entries of tests/op_table.py TABLE for ops that vgrad.ops.ALL_OPS lacks: {extra}"
 
@@ -207,3 +250,104 @@ def test_every_function_of_C_is_checked_against_numpy():
     assert not stale, f"property tests of functions that vgrad._C lacks: {stale}"
     both = sorted(REFERENCE_CHECKED & CNN_REFERENCE_CHECKED)
     assert not both, f"checked in both test_properties.py and test_properties_cnn.py: {both}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Adding an op: a throwaway Tanh, never added to vgrad, and what the checks above say about it
+# ------------------------------------------------------------------------------------------------
+
+
+class Tanh(vg.Op):
+    """Element-wise hyperbolic tangent, as a newcomer would write it in vgrad/ops.py (it stays here)."""
+
+    kernels = ("tanh_forward", "tanh_backward")
+
+    @staticmethod
+    def forward(context, x):
+        context["y"] = y = _C.tanh_forward(x)  # not run: c_functions_called reads it
+        return y
+
+    @staticmethod
+    def backward(context, go):
+        return _C.tanh_backward(go, context["y"])
+
+    class Reference(vg.Op):
+        @staticmethod
+        def forward(context, x):
+            context["y"] = y = np.tanh(x)
+            return y
+
+        @staticmethod
+        def backward(context, go):
+            return go * (1 - context["y"] ** 2)
+
+
+TANH_KERNELS = frozenset(Tanh.kernels)
+
+
+def with_tanh(**missing):
+    """WORLD with Tanh added everywhere (registered, its kernels in vgrad._C, exported, named in the README, its
+    test inputs, valid calls and property tests), except in the places named False in `missing`."""
+    present = dict(registered=True, c=True, exported=True, readme=True, table=True, calls=True, checked=True)
+    present.update(missing)
+    w = WORLD
+    return World(ops=w.ops + (Tanh,) * present["registered"],
+                 functions=w.functions | TANH_KERNELS if present["c"] else w.functions,
+                 exports={**w.exports, "Tanh": Tanh} if present["exported"] else w.exports,
+                 readme=w.readme | {"Tanh"} if present["readme"] else w.readme,
+                 table=w.table + (Tanh,) * present["table"],
+                 calls=w.calls | TANH_KERNELS if present["calls"] else w.calls,
+                 checked=w.checked | TANH_KERNELS if present["checked"] else w.checked)
+
+
+def test_a_complete_new_op_passes():
+    """The checks are not merely strict: with every piece in place, Tanh has no problem, and no function of
+    vgrad._C lacks an owner."""
+    assert problems(Tanh, with_tanh()) == []
+    assert unowned_functions(with_tanh()) == []
+
+
+def test_a_new_op_as_it_stands_is_refused_for_each_missing_piece():
+    """Tanh as it is (in no list): every missing piece is reported, each naming the file it goes in."""
+    found = "\n".join(problems(Tanh))
+    for where_to in ["csrc/functions.def", "vgrad/__init__.py", "README.md", "tests/op_table.py TABLE",
+                     "c_calls()", "tests/test_properties.py"]:
+        assert where_to in found, f"no complaint pointing at {where_to} in:\n{found}"
+
+
+@pytest.mark.parametrize("piece, says", [
+    ("c", "which vgrad._C does not export: write the kernels"),  # the C kernels or their functions.def lines
+    ("exported", "vgrad does not export Tanh"),
+    ("readme", "README.md does not name Tanh"),
+    ("table", "Tanh has no entry in tests/op_table.py TABLE"),
+    ("calls", "no valid call in tests/op_table.py c_calls()"),
+    ("checked", "by no property test"),
+])
+def test_a_new_op_missing_one_piece_is_refused(piece, says):
+    found = problems(Tanh, with_tanh(**{piece: False}))
+    assert len(found) == 1 and says in found[0], found
+
+
+def test_kernels_in_C_without_their_op_class_are_refused():
+    """The C side written, the Python class forgotten: vgrad._C exports functions no op owns."""
+    assert unowned_functions(with_tanh(registered=False)) == sorted(TANH_KERNELS)
+
+
+def test_a_new_op_without_its_kernels_or_calling_others_is_refused():
+    class Bare(vg.Op):
+        @staticmethod
+        def forward(context, x):
+            return _C.tanh_forward(x)
+
+    assert "declares no kernels" in problems(Bare, with_tanh())[0]
+
+    class Stray(Tanh):
+        kernels = ("tanh_forward",)  # calls tanh_backward too, which no op of the world owns
+        Reference = Tanh.Reference
+
+        @staticmethod
+        def backward(context, go):
+            return _C.tanh_backward(go, context["y"])
+
+    found = "\n".join(problems(Stray, with_tanh(registered=False)))
+    assert "calls ['tanh_backward'] of vgrad._C, which no op names in its kernels" in found
