@@ -6,7 +6,7 @@ vgrad._C, is checked against that here, so that nothing about an op can be forgo
 
 - its kernels are functions of vgrad._C (csrc/functions.def), and its forward/backward call them;
 - every function vgrad._C exports is an op's kernel or one of vgrad.ops.C_HELPERS;
-- vgrad exports the op, and the README names it;
+- vgrad exports the op (vgrad/__init__.py does so for each op of ALL_OPS), and the README names it;
 - the tests have its inputs (an entry of tests/op_table.py, with special values), a valid call of each of its
   kernels (op_table.c_calls()), and a test of each kernel against the op's NumPy Reference
   (tests/test_properties.py, tests/test_properties_cnn.py).
@@ -117,9 +117,8 @@ def problems(op, world=WORLD):
                      f"{name}.kernels in {where(op)}")
 
     if world.exports.get(name) is not op:
-        module = "nn_ops" if where(op) == "vgrad/nn_ops.py" else "ops"
-        found.append(f"vgrad does not export {name}: add it to the `from .{module} import ...` line of "
-                     f"vgrad/__init__.py")
+        found.append(f"vgrad.{name} is not the op: vgrad/__init__.py exports every op of vgrad.ops.ALL_OPS under "
+                     f"its name, unless a later import there takes the name")
     if name not in world.readme:
         found.append(f"README.md does not name {name}: add it, in backquotes, where the README lists the ops")
 
@@ -317,7 +316,7 @@ def test_a_new_op_as_it_stands_is_refused_for_each_missing_piece():
 
 @pytest.mark.parametrize("piece, says", [
     ("c", "which vgrad._C does not export: write the kernels"),  # the C kernels or their functions.def lines
-    ("exported", "vgrad does not export Tanh"),
+    ("exported", "vgrad.Tanh is not the op"),
     ("readme", "README.md does not name Tanh"),
     ("table", "Tanh has no entry in tests/op_table.py TABLE"),
     ("calls", "no valid call in tests/op_table.py c_calls()"),

@@ -22,10 +22,10 @@ Adding an op, say Tanh, takes
   1. a class here: forward and backward calling its kernels, its NumPy Reference, and
      `kernels = ('tanh_forward', 'tanh_backward')`;
   2. its kernels, forward beside backward, in one C file of csrc/ (an element-wise op: csrc/elementwise.c);
-  3. a line per kernel in csrc/functions.def, the table of what vgrad._C exports;
-Then tests/test_registry.py fails, saying what to add where, until vgrad exports the op (vgrad/__init__.py),
-the README names it, and the tests have its inputs (an entry in tests/op_table.py, and a valid call of each
-kernel in its c_calls()) and check each kernel against the Reference (tests/test_properties.py).
+  3. a line per kernel in csrc/functions.def, the table of what vgrad._C exports.
+vgrad/__init__.py exports it by itself (from ALL_OPS). Until the README names it and the tests have its inputs (an
+entry in tests/op_table.py, a valid call of each kernel in its c_calls(), and a check of each kernel against the
+Reference in tests/test_properties.py), tests/test_registry.py fails, saying what to add where.
 """
 import numpy as np
 
