@@ -151,15 +151,6 @@ def shaped(domains, shape_list, kwargs=None):
     return make
 
 
-def concat(*makers):
-    """A sample maker giving the samples of every maker in turn."""
-
-    def make(dtype, rng):
-        return [s for m in makers for s in m(dtype, rng)]
-
-    return make
-
-
 def listed(domain, cases):
     """A sample maker for one-input ops whose kwargs vary per shape: cases is a list of (shape, kwargs)."""
 
@@ -264,6 +255,18 @@ def special(*inputs, **kwargs):
 # The table
 # --------------------------------------------------------------------------------------------------
 
+
+def unary_elementwise(ops):
+    """The element-wise ops of one input among `ops`: those whose class declares `tests = UnaryElementwise(...)`
+    (vgrad/ops.py). Their entries, their kernels' valid calls and property tests are built from that alone."""
+    return [op for op in ops if isinstance(vars(op).get("tests"), vops.UnaryElementwise)]
+
+
+def unary_elementwise_entry(op):
+    domain = op.tests.domain
+    return OpEntry(op, unary(domain), [], large=big_unary(domain), special=special(SPECIAL))
+
+
 TABLE = [
     OpEntry(vops.Add, binary("real", "real"), shape_mismatch("Add"), large=big_binary("real", "real"),
             special=special(SPECIAL, SPECIAL[::-1])),
@@ -303,11 +306,7 @@ TABLE = [
         special=special(SPECIAL_MATRIX, SPECIAL_MATRIX),
         special_float32=False,
     ),
-    OpEntry(vops.Log, unary("positive"), [], large=big_unary("positive"), special=special(SPECIAL)),
-    OpEntry(vops.Exp, unary("real"), [], large=big_unary("real"), special=special(SPECIAL)),
-    OpEntry(vops.Sigmoid, concat(unary("real"), shaped(["wide"], [((4, 5),)])), [], large=big_unary("wide"),
-            special=special(SPECIAL)),
-    OpEntry(vops.ReLU, unary("relu"), [], large=big_unary("relu"), special=special(SPECIAL)),
+    *(unary_elementwise_entry(op) for op in unary_elementwise(vops.ALL_OPS)),  # Log, Exp, Sigmoid, ReLU
     OpEntry(vops.Id, unary("real"), [], passthrough=True, special=special(SPECIAL)),
     OpEntry(vops.Sum, shaped(["real"], [((3, 4),), ((),), ((0,),), ((0, 3),), ((5,),), ((2, 3, 4),)]), [],
             large=big_unary("real"), special=special(SPECIAL[[0, 2, 5]])),
@@ -666,14 +665,6 @@ def c_calls():
         "mul_backward": CCall((go, x, y), (0, 1, 2)),
         "div_backward": CCall((go, x, y), (0, 1, 2)),
         "neg_forward": CCall((x,), (0,)),
-        "exp_forward": CCall((y,), (0,)),
-        "exp_backward": CCall((go, y), (0, 1)),
-        "log_forward": CCall((y,), (0,)),
-        "log_backward": CCall((go, y), (0, 1)),
-        "sigmoid_forward": CCall((y,), (0,)),
-        "sigmoid_backward": CCall((go, y), (0, 1)),
-        "relu_forward": CCall((y,), (0,)),
-        "relu_backward": CCall((go, y), (0, 1)),
         "sum_forward": CCall((x,), (0,)),
         "sum_backward": CCall((o(), (2, 3)), (0,), shapes=(1,)),
         "rowsum_forward": CCall((x,), (0,)),
@@ -719,8 +710,19 @@ def c_calls():
         # so no array position must be refused)
         "add_into": CCall((x.copy(), y), ()),
     }
+    calls.update(unary_elementwise_calls(vops.ALL_OPS))
     for name, call in calls.items():
         call.op = KERNEL_OWNERS[name].__name__ if name in KERNEL_OWNERS else name
+    return calls
+
+
+def unary_elementwise_calls(ops):
+    """name -> CCall for the kernels of the element-wise ops of one input among `ops`: forward(x), backward(go, s)."""
+    calls = {}
+    for op in unary_elementwise(ops):
+        forward, backward = op.kernels
+        calls[forward] = CCall((o(2, 3) * 2.0,), (0,), op=op.__name__)
+        calls[backward] = CCall((o(2, 3), o(2, 3) * 2.0), (0, 1), op=op.__name__)
     return calls
 
 

@@ -27,7 +27,8 @@ from hypothesis.extra import numpy as hnp
 
 import vgrad._C as C
 import vgrad.ops as vops
-from op_table import BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS, c_calls
+from op_table import (BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS, c_calls,
+                      unary_elementwise)
 
 
 CLEAN = (TypeError, ValueError, IndexError, MemoryError)
@@ -286,12 +287,17 @@ def checks(*names, into=REFERENCE_CHECKED):
     return lambda test: test
 
 
-# entry point -> whether its float32 results are exact (else within a few ulps)
-UNARY_FORWARD = {"exp_forward": False, "log_forward": False, "sigmoid_forward": False, "relu_forward": True}
-# entry point -> (the context key of the array it takes with go, whether its formula has several operations:
-# float32 mixed with float64 declined)
-UNARY_BACKWARD = {"exp_backward": ("expd", False), "log_backward": ("x", False), "sigmoid_backward": ("sigx", True),
-                  "relu_backward": ("x", True)}
+def unary_families(ops):
+    """The element-wise ops of one input among `ops` (declared `tests = UnaryElementwise(...)` in vgrad/ops.py): their
+    forward kernels -> whether float32 results are exact (else within a few ulps), and their backward kernels ->
+    (the context key of the array it takes with go, whether its formula has several operations: float32 mixed with
+    float64 declined)."""
+    unary = unary_elementwise(ops)
+    return ({op.kernels[0]: op.tests.float32_exact for op in unary},
+            {op.kernels[1]: (op.tests.saved, op.tests.several_operations) for op in unary})
+
+
+UNARY_FORWARD, UNARY_BACKWARD = unary_families(vops.ALL_OPS)
 BINARY_FORWARD = ["add_forward", "sub_forward", "mul_forward", "div_forward"]
 # entry point -> whether its formula has several operations (float32 mixed with float64 declined)
 BINARY_BACKWARD = {"mul_backward": False, "div_backward": True}

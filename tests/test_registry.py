@@ -11,9 +11,14 @@ vgrad._C, is checked against that here, so that nothing about an op can be forgo
   kernels (op_table.c_calls()), and a test of each kernel against the op's NumPy Reference
   (tests/test_properties.py, tests/test_properties_cnn.py).
 
+An element-wise op of one input declares its test inputs in its class (`tests = UnaryElementwise(...)`, see
+vgrad/ops.py), and the tests derive its entry, valid calls and property tests from that; the other ops have them
+written out in the test files.
+
 The checks of one op are one function, problems(op, world), over a snapshot of everything that lists ops (a
-World). Each built-in op must have none; the throwaway Tanh at the end, an op as a newcomer would start it,
-shows that each missing piece is reported, saying what is missing and where it goes.
+World). Each built-in op must have none; the throwaway Tanh at the end, an op as a newcomer would write it,
+shows that it is complete with its class, its kernels in C and their lines in csrc/functions.def (and its name in
+the README), and that each missing piece is reported, saying what is missing and where it goes.
 """
 import ast
 import dataclasses
@@ -31,8 +36,9 @@ import vgrad._C as C
 from vgrad import _C  # the name by which the ops call their kernels (the throwaway Tanh's below are never run)
 import vgrad.nn_ops as vnn
 import vgrad.ops as vops
-from op_table import KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points
-from test_properties import REFERENCE_CHECKED
+from op_table import (KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points, unary_elementwise,
+                      unary_elementwise_calls, unary_elementwise_entry)
+from test_properties import REFERENCE_CHECKED, unary_families
 from test_properties_cnn import CNN_REFERENCE_CHECKED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,9 +72,18 @@ class World:
     checked: frozenset  # the functions a property test checks against NumPy
 
 
-WORLD = World(ops=OPS, functions=frozenset(FUNCTIONS), exports=dict(vars(vg)), readme=frozenset(readme_words()),
-              table=tuple(e.op for e in TABLE), calls=frozenset(c_calls()),
-              checked=frozenset(REFERENCE_CHECKED | CNN_REFERENCE_CHECKED))
+def make_world(ops, functions, exports, readme):
+    """The World of `ops`: the tests' lists are the hand-written ones of tests/op_table.py, test_properties.py and
+    test_properties_cnn.py, plus what they derive from the ops' own declarations (`tests = UnaryElementwise(...)`)."""
+    unary_forward, unary_backward = unary_families(ops)
+    return World(ops=tuple(ops), functions=frozenset(functions), exports=dict(exports), readme=frozenset(readme),
+                 table=tuple(e.op for e in TABLE) + tuple(op for op in unary_elementwise(ops) if op not in OPS),
+                 calls=frozenset(c_calls()) | set(unary_elementwise_calls(ops)),
+                 checked=frozenset(REFERENCE_CHECKED | CNN_REFERENCE_CHECKED | set(unary_forward)
+                                   | set(unary_backward)))
+
+
+WORLD = make_world(OPS, FUNCTIONS, vars(vg), readme_words())
 
 
 def where(op):
@@ -124,7 +139,8 @@ def problems(op, world=WORLD):
 
     if op not in world.table:
         found.append(f"{name} has no entry in tests/op_table.py TABLE (its sample inputs, error cases and special "
-                     f"values)")
+                     f"values): for an element-wise op of one input, declare `tests = UnaryElementwise(...)` in its "
+                     f"class, which gives it its entry, valid calls and property tests; else write its entry")
     no_call = [k for k in kernels if k not in world.calls]
     if no_call:
         found.append(f"{no_call} have no valid call in tests/op_table.py c_calls() (the tests of bad arguments and "
@@ -132,9 +148,9 @@ def problems(op, world=WORLD):
     unchecked = [k for k in kernels if k not in world.checked]
     if unchecked:
         found.append(f"{unchecked} are checked against {name}.Reference by no property test: add each to a family of "
-                     f"tests/test_properties.py (UNARY_FORWARD, UNARY_BACKWARD, BINARY_FORWARD, BINARY_BACKWARD) or "
-                     f"write a test for it there (for the CNN toolkit: tests/test_properties_cnn.py), marked "
-                     f"@checks(name) (@cnn_checks(name))")
+                     f"tests/test_properties.py (BINARY_FORWARD, BINARY_BACKWARD; UNARY_* come from `tests = "
+                     f"UnaryElementwise(...)`) or write a test for it there (for the CNN toolkit: "
+                     f"tests/test_properties_cnn.py), marked @checks(name) (@cnn_checks(name))")
     return found
 
 
@@ -260,6 +276,7 @@ class Tanh(vg.Op):
     """Element-wise hyperbolic tangent, as a newcomer would write it in vgrad/ops.py (it stays here)."""
 
     kernels = ("tanh_forward", "tanh_backward")
+    tests = vops.UnaryElementwise(domain="real", saved="y", float32_exact=False, several_operations=True)
 
     @staticmethod
     def forward(context, x):
@@ -281,55 +298,74 @@ class Tanh(vg.Op):
             return go * (1 - context["y"] ** 2)
 
 
+class TanhWithoutTests(vg.Op):
+    """Tanh, its test inputs forgotten."""
+
+    kernels = ("tanh_forward", "tanh_backward")
+
+    @staticmethod
+    def forward(context, x):
+        context["y"] = y = _C.tanh_forward(x)
+        return y
+
+    @staticmethod
+    def backward(context, go):
+        return _C.tanh_backward(go, context["y"])
+
+    Reference = Tanh.Reference
+
+
 TANH_KERNELS = frozenset(Tanh.kernels)
 
 
-def with_tanh(**missing):
-    """WORLD with Tanh added everywhere (registered, its kernels in vgrad._C, exported, named in the README, its
-    test inputs, valid calls and property tests), except in the places named False in `missing`."""
-    present = dict(registered=True, c=True, exported=True, readme=True, table=True, calls=True, checked=True)
-    present.update(missing)
-    w = WORLD
-    return World(ops=w.ops + (Tanh,) * present["registered"],
-                 functions=w.functions | TANH_KERNELS if present["c"] else w.functions,
-                 exports={**w.exports, "Tanh": Tanh} if present["exported"] else w.exports,
-                 readme=w.readme | {"Tanh"} if present["readme"] else w.readme,
-                 table=w.table + (Tanh,) * present["table"],
-                 calls=w.calls | TANH_KERNELS if present["calls"] else w.calls,
-                 checked=w.checked | TANH_KERNELS if present["checked"] else w.checked)
+def with_tanh(op=Tanh, registered=True, c=True, readme=True):
+    """WORLD with `op` added: appended to ALL_OPS (so that vgrad exports it) when `registered`, its kernels written
+    and listed in csrc/functions.def when `c`, named in the README when `readme`."""
+    ops = OPS + (op,) if registered else OPS
+    return make_world(ops, FUNCTIONS | TANH_KERNELS if c else FUNCTIONS,
+                      {**vars(vg), op.__name__: op} if registered else vars(vg),
+                      WORLD.readme | {op.__name__} if readme else WORLD.readme)
 
 
-def test_a_complete_new_op_passes():
-    """The checks are not merely strict: with every piece in place, Tanh has no problem, and no function of
-    vgrad._C lacks an owner."""
+def test_a_new_op_takes_its_class_its_kernels_and_their_functions_def_lines():
+    """With those three (and its name in the README), Tanh is complete: its test entry, the valid calls of its
+    kernels and their property tests are derived from its class, and no function of vgrad._C lacks an owner."""
     assert problems(Tanh, with_tanh()) == []
     assert unowned_functions(with_tanh()) == []
+    entry = unary_elementwise_entry(Tanh)
+    samples = entry.samples(np.dtype(np.float64), np.random.default_rng(0))
+    assert samples and all(len(s.inputs) == 1 for s in samples) and entry.special.inputs
+    assert set(unary_elementwise_calls([Tanh])) == TANH_KERNELS
+    assert unary_families([Tanh]) == ({"tanh_forward": False}, {"tanh_backward": ("y", True)})
 
 
-def test_a_new_op_as_it_stands_is_refused_for_each_missing_piece():
-    """Tanh as it is (in no list): every missing piece is reported, each naming the file it goes in."""
-    found = "\n".join(problems(Tanh))
-    for where_to in ["csrc/functions.def", "vgrad/__init__.py", "README.md", "tests/op_table.py TABLE",
-                     "c_calls()", "tests/test_properties.py"]:
-        assert where_to in found, f"no complaint pointing at {where_to} in:\n{found}"
-
-
-@pytest.mark.parametrize("piece, says", [
-    ("c", "which vgrad._C does not export: write the kernels"),  # the C kernels or their functions.def lines
-    ("exported", "vgrad.Tanh is not the op"),
-    ("readme", "README.md does not name Tanh"),
-    ("table", "Tanh has no entry in tests/op_table.py TABLE"),
-    ("calls", "no valid call in tests/op_table.py c_calls()"),
-    ("checked", "by no property test"),
+@pytest.mark.parametrize("missing, says", [
+    (dict(c=False), "which vgrad._C does not export: write the kernels"),  # the C kernels or their functions.def lines
+    (dict(readme=False), "README.md does not name Tanh"),
 ])
-def test_a_new_op_missing_one_piece_is_refused(piece, says):
-    found = problems(Tanh, with_tanh(**{piece: False}))
+def test_a_new_op_missing_one_piece_is_refused(missing, says):
+    found = problems(Tanh, with_tanh(**missing))
     assert len(found) == 1 and says in found[0], found
 
 
 def test_kernels_in_C_without_their_op_class_are_refused():
     """The C side written, the Python class forgotten: vgrad._C exports functions no op owns."""
     assert unowned_functions(with_tanh(registered=False)) == sorted(TANH_KERNELS)
+
+
+def test_a_new_op_without_test_inputs_is_refused():
+    """No `tests` declared and nothing hand-written in the tests: no entry, no valid calls, no property tests."""
+    found = "\n".join(problems(TanhWithoutTests, with_tanh(TanhWithoutTests)))
+    for where_to in ["tests/op_table.py TABLE", "c_calls()", "tests/test_properties.py"]:
+        assert where_to in found, f"no complaint pointing at {where_to} in:\n{found}"
+
+
+def test_a_new_op_in_no_list_is_refused_for_each_missing_piece():
+    """Tanh as it stands (in no list, no C kernels): every missing piece is reported, each naming where it goes."""
+    found = "\n".join(problems(TanhWithoutTests))
+    for where_to in ["csrc/functions.def", "vgrad/__init__.py", "README.md", "tests/op_table.py TABLE",
+                     "c_calls()", "tests/test_properties.py"]:
+        assert where_to in found, f"no complaint pointing at {where_to} in:\n{found}"
 
 
 def test_a_new_op_without_its_kernels_or_calling_others_is_refused():

@@ -19,19 +19,39 @@ Each op also names, in `kernels`, the functions of vgrad._C it owns: they comput
 name it. (An op may call another op's kernels too: Squeeze's backward is Unsqueeze's.) The op classes are the
 registry of ops: ALL_OPS (at the end) lists them by itself, and every other list of ops is checked against it.
 Adding an op, say Tanh, takes
-  1. a class here: forward and backward calling its kernels, its NumPy Reference, and
-     `kernels = ('tanh_forward', 'tanh_backward')`;
+  1. a class here: forward and backward calling its kernels, its NumPy Reference,
+     `kernels = ('tanh_forward', 'tanh_backward')`, and, for an element-wise op of one input like Tanh, its test
+     inputs: `tests = UnaryElementwise(...)` (below);
   2. its kernels, forward beside backward, in one C file of csrc/ (an element-wise op: csrc/elementwise.c);
   3. a line per kernel in csrc/functions.def, the table of what vgrad._C exports.
-vgrad/__init__.py exports it by itself (from ALL_OPS). Until the README names it and the tests have its inputs (an
-entry in tests/op_table.py, a valid call of each kernel in its c_calls(), and a check of each kernel against the
-Reference in tests/test_properties.py), tests/test_registry.py fails, saying what to add where.
+vgrad/__init__.py exports it by itself (from ALL_OPS), and the tests build its entry, valid calls and property
+tests from `tests`. tests/test_registry.py fails, saying what to add where, until each kernel exists and is
+tested, and the README names the op. (Ops of other kinds have their test inputs written out in tests/op_table.py
+and tests/test_properties.py.)
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import _C
 from . import core as _core
 from .core import Op
+
+
+@dataclass(frozen=True)
+class UnaryElementwise:
+    """
+    An element-wise op on one array, x -> f(x), with `kernels = (forward kernel, backward kernel)`: the forward
+    kernel takes x, the backward one go and an array the forward left in the context. Declared as an op's
+    `tests`, it is all the tests need: tests/op_table.py builds from it the op's samples (every element-wise shape,
+    values drawn from `domain`, see op_table.DOMAINS), its special values (inf, NaN, signed zeros, subnormals,
+    overflowing values) and a valid call of each kernel, and tests/test_properties.py checks both kernels against
+    the op's Reference.
+    """
+    domain: str  # where the samples' values lie: 'real', 'positive', 'relu' (away from 0), 'wide' ([-30, 30])
+    saved: str  # the context key of the array the backward kernel takes with go
+    float32_exact: bool  # the float32 forward kernel gives the Reference's result exactly (else within a few ulps)
+    several_operations: bool  # the backward formula has several operations, so float32 with float64 is declined
 
 
 class Add(Op):
@@ -189,6 +209,7 @@ class BatchMM(Op):
 class Log(Op):
     """Element-wise natural logarithm."""
     kernels = ('log_forward', 'log_backward')
+    tests = UnaryElementwise(domain='positive', saved='x', float32_exact=False, several_operations=False)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -214,6 +235,7 @@ class Log(Op):
 class Exp(Op):
     """Element-wise natural exponent."""
     kernels = ('exp_forward', 'exp_backward')
+    tests = UnaryElementwise(domain='real', saved='expd', float32_exact=False, several_operations=False)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -239,6 +261,7 @@ class Exp(Op):
 class Sigmoid(Op):
     """Element-wise logistic sigmoid 1 / (1 + exp(-x))."""
     kernels = ('sigmoid_forward', 'sigmoid_backward')
+    tests = UnaryElementwise(domain='wide', saved='sigx', float32_exact=False, several_operations=True)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -267,6 +290,7 @@ class Sigmoid(Op):
 class ReLU(Op):
     """Element-wise rectified linear unit max(x, 0) (the assignment's question 9)."""
     kernels = ('relu_forward', 'relu_backward')
+    tests = UnaryElementwise(domain='relu', saved='x', float32_exact=True, several_operations=True)
     backward_returns_new_arrays = True
 
     @staticmethod
