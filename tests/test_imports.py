@@ -7,6 +7,8 @@ they are imported. A cycle would make a module's names depend on which module ha
 import ast
 import os
 
+import numpy as np
+
 import vgrad
 
 PACKAGE = os.path.dirname(os.path.abspath(vgrad.__file__))
@@ -63,3 +65,15 @@ def test_no_import_cycle_in_the_library():
 
     for m in sorted(g):
         visit(m)
+
+
+def test_core_has_the_ops_vugrad_defined_there():
+    """Course code imports Add, Sub, Multiply and MatrixMultiply from vugrad.core: core.py has them once vgrad is
+    imported (ops.py hands them over), and TensorNode's operators use them."""
+    import vgrad.core as core
+    import vgrad.ops as ops
+
+    for name in ("Add", "Sub", "Multiply", "Div", "MatrixMultiply"):
+        assert getattr(core, name) is getattr(ops, name), name
+    x = vgrad.TensorNode(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert (x @ x).source.op is ops.MatrixMultiply and (x / 2.0).source.op is ops.Div

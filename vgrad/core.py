@@ -238,8 +238,8 @@ def _as_node(other, like):
 # import: each of those modules puts its part here when it is imported (importing vgrad imports both), and the
 # methods above look them up when they run, as fast as any global.
 #
-# The ops behind the operators + - * / @, from the end of ops.py. (vugrad defined Add, Sub and Multiply in its
-# core.py, so course code's `from vugrad.core import Add` finds them here too.)
+# The ops behind the operators + - * / @, from the end of ops.py. (vugrad defined Add, Sub, Multiply and
+# MatrixMultiply in its core.py, so course code's `from vugrad.core import Add` finds them here too.)
 Add = Sub = Multiply = Div = MatrixMultiply = None
 
 
