@@ -64,7 +64,7 @@ class World:
     """What lists ops or functions of vgrad._C, outside the op classes themselves."""
 
     ops: tuple  # vgrad.ops.ALL_OPS
-    functions: frozenset  # the functions vgrad._C exports (built from csrc/functions.def)
+    functions: dict  # the functions vgrad._C exports -> their docstrings (its lines in csrc/functions.def)
     exports: dict  # vgrad's namespace: name -> object
     readme: frozenset  # the words the README quotes
     table: tuple  # the ops with an entry in tests/op_table.py TABLE
@@ -76,14 +76,14 @@ def make_world(ops, functions, exports, readme):
     """The World of `ops`: the tests' lists are the hand-written ones of tests/op_table.py, test_properties.py and
     test_properties_cnn.py, plus what they derive from the ops' own declarations (`tests = UnaryElementwise(...)`)."""
     unary_forward, unary_backward = unary_families(ops)
-    return World(ops=tuple(ops), functions=frozenset(functions), exports=dict(exports), readme=frozenset(readme),
+    return World(ops=tuple(ops), functions=dict(functions), exports=dict(exports), readme=frozenset(readme),
                  table=tuple(e.op for e in TABLE) + tuple(op for op in unary_elementwise(ops) if op not in OPS),
                  calls=frozenset(c_calls()) | set(unary_elementwise_calls(ops)),
                  checked=frozenset(REFERENCE_CHECKED | CNN_REFERENCE_CHECKED | set(unary_forward)
                                    | set(unary_backward)))
 
 
-WORLD = make_world(OPS, FUNCTIONS, vars(vg), readme_words())
+WORLD = make_world(OPS, {name: getattr(C, name).__doc__ or "" for name in FUNCTIONS}, vars(vg), readme_words())
 
 
 def where(op):
@@ -121,6 +121,10 @@ def problems(op, world=WORLD):
         found.append(f"{name}.kernels names {missing}, which vgrad._C does not export: write the kernels, forward "
                      f"beside backward, in one file of csrc/, add a VG_FUNC line for each to csrc/functions.def, "
                      f"and rebuild (python setup.py build_ext --inplace)")
+    unnamed = [k for k in kernels if k in world.functions and not re.search(rf"\({name}\b", world.functions[k])]
+    if unnamed:
+        found.append(f"the docstrings of {unnamed} in csrc/functions.def do not name {name}: end each with "
+                     f"`({name})`, as every line there names the op that calls the function")
     called = c_functions_called(op)
     unused = sorted(set(kernels) - called)
     if unused:
@@ -156,7 +160,7 @@ def problems(op, world=WORLD):
 
 def unowned_functions(world=WORLD):
     """The functions of vgrad._C that no op of `world` names in its kernels and that are not vgrad.ops.C_HELPERS."""
-    return sorted(world.functions - {k for op in world.ops for k in op.kernels} - set(vops.C_HELPERS))
+    return sorted(set(world.functions) - {k for op in world.ops for k in op.kernels} - set(vops.C_HELPERS))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -316,13 +320,15 @@ class TanhWithoutTests(vg.Op):
 
 
 TANH_KERNELS = frozenset(Tanh.kernels)
+TANH_DOCS = {"tanh_forward": "tanh_forward(x) -> tanh(x)  (Tanh)",  # its lines in csrc/functions.def
+             "tanh_backward": "tanh_backward(go, y) -> go * (1 - y**2)  (Tanh)"}
 
 
 def with_tanh(op=Tanh, registered=True, c=True, readme=True):
     """WORLD with `op` added: appended to ALL_OPS (so that vgrad exports it) when `registered`, its kernels written
     and listed in csrc/functions.def when `c`, named in the README when `readme`."""
     ops = OPS + (op,) if registered else OPS
-    return make_world(ops, FUNCTIONS | TANH_KERNELS if c else FUNCTIONS,
+    return make_world(ops, {**WORLD.functions, **TANH_DOCS} if c else WORLD.functions,
                       {**vars(vg), op.__name__: op} if registered else vars(vg),
                       WORLD.readme | {op.__name__} if readme else WORLD.readme)
 
@@ -386,3 +392,10 @@ def test_a_new_op_without_its_kernels_or_calling_others_is_refused():
 
     found = "\n".join(problems(Stray, with_tanh(registered=False)))
     assert "calls ['tanh_backward'] of vgrad._C, which no op names in its kernels" in found
+
+
+def test_a_functions_def_line_not_naming_its_op_is_refused():
+    world = with_tanh()
+    world.functions["tanh_backward"] = "tanh_backward(go, y) -> go * (1 - y**2)"
+    found = problems(Tanh, world)
+    assert len(found) == 1 and "docstrings of ['tanh_backward'] in csrc/functions.def do not name Tanh" in found[0]
