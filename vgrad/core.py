@@ -974,7 +974,6 @@ class Module:
         if wanted.kind != 'f':
             raise TypeError(f'{type(self).__name__}.to only accepts floating point dtypes, but got desired '
                             f'dtype={wanted}')
-        from .nn import to_dtype  # (nn.py imports this module)
         return to_dtype(self, wanted)
 
     def float(self):
@@ -1011,6 +1010,23 @@ class Module:
             else:
                 text += '\n  ' + '\n  '.join(lines) + '\n'
         return text + ')'
+
+
+def to_dtype(module, dtype):
+    """
+    Cast the parameters of a module and its submodules (and float arrays they keep, such as batch norm's
+    running statistics) to dtype, in place; returns the module. vgrad computes in float32 when all inputs
+    are float32: `vg.to_dtype(net, np.float32)` with float32 data trains as PyTorch's default does.
+    """
+    dtype = np.dtype(dtype)
+    for node in module.parameters():
+        node.value = node.value.astype(dtype)
+        node.grad = None  # reallocated, in the new dtype, when next needed
+    for sub in module.modules():
+        for name, value in vars(sub).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
+                setattr(sub, name, value.astype(dtype))
+    return module
 
 
 class IncompatibleKeys(collections.namedtuple('IncompatibleKeys', ['missing_keys', 'unexpected_keys'])):
