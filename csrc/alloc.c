@@ -442,7 +442,7 @@ VG_BOUNDARY(cached_copy)
 /* For vgrad.memory.cached(): every NumPy allocation of the current context (thread, task) goes through the
    cache until the previous handler is put back. None installs the cache's handler; a handler capsule that
    an earlier call returned puts that one back. Returns the handler that was in effect. */
-VG_BOUNDARY(swap_data_handler)
+VG_BOUNDARY(_swap_data_handler)
 {
     if (nargs != 1) {
         PyErr_Format(PyExc_TypeError, "swap_data_handler takes 1 argument (None or a handler), %zd given", nargs);
@@ -459,7 +459,7 @@ VG_BOUNDARY(swap_data_handler)
     return PyDataMem_SetHandler(handler);
 }
 
-VG_BOUNDARY(empty_cache)
+VG_BOUNDARY(_empty_cache)
 {
     if (nargs != 0) {
         PyErr_Format(PyExc_TypeError, "empty_cache takes no arguments, %zd given", nargs);
@@ -473,7 +473,7 @@ VG_BOUNDARY(empty_cache)
     Py_RETURN_NONE;
 }
 
-VG_BOUNDARY(set_cache_limit)
+VG_BOUNDARY(_set_cache_limit)
 {
     Py_ssize_t limit;
     if (nargs != 1) {
@@ -497,7 +497,7 @@ VG_BOUNDARY(set_cache_limit)
     return PyLong_FromSize_t(previous);
 }
 
-VG_BOUNDARY(cache_info)
+VG_BOUNDARY(_cache_info)
 {
     if (nargs != 0) {
         PyErr_Format(PyExc_TypeError, "cache_info takes no arguments, %zd given", nargs);

@@ -305,7 +305,8 @@ class TensorNode:
         _clear(self)
 
     # Operators, so that TensorNodes can be combined as numbers are. A Python number on either side is
-    # wrapped in a node of the same shape and float dtype as the other operand.
+    # wrapped in a node of the same shape and float dtype as the other operand. (Add, Sub, ... are the ops of
+    # ops.py, which hands them to this module: see below TensorNode.)
     def __add__(self, other):
         return Add.do_forward(self, _as_node(other, self))
 
@@ -345,8 +346,7 @@ class TensorNode:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         """In Jupyter a node shows the graph below it (SVG with Graphviz installed, else a text tree)."""
-        from .graph_draw import mimebundle  # imported here: graph_draw imports this module
-        return mimebundle(self, include, exclude)
+        return _mimebundle(self, include, exclude)
 
     def __repr__(self):
         n = f'{self.name!r}, ' if self.name is not None else ''
@@ -435,6 +435,20 @@ def _not_a_node(owner, given, where='the input'):
     what = _type_name(given)
     wrap = 'vg.TensorNode(x.detach().numpy())' if what.startswith('torch.') else 'vg.TensorNode(x)'
     return _not_a_node_error(f'{owner}: {where} is a {what}, not a TensorNode: wrap it: model({wrap})', given)
+
+
+# The two things TensorNode uses from modules that build on this one, which this module therefore does not
+# import: each of those modules puts its part here when it is imported (importing vgrad imports both), and the
+# methods above look them up when they run, as fast as any global.
+#
+# The ops behind the operators + - * / @, from the end of ops.py. (vugrad defined Add, Sub, Multiply and
+# MatrixMultiply in its core.py, so course code's `from vugrad.core import Add` finds them here too.)
+Add = Sub = Multiply = Div = MatrixMultiply = None
+
+
+def _mimebundle(node, include, exclude):
+    """What Jupyter shows for a node: graph_draw.py replaces this with its picture of the graph."""
+    return None
 
 
 class OpNode:
@@ -960,7 +974,6 @@ class Module:
         if wanted.kind != 'f':
             raise TypeError(f'{type(self).__name__}.to only accepts floating point dtypes, but got desired '
                             f'dtype={wanted}')
-        from .nn import to_dtype  # (nn.py imports this module)
         return to_dtype(self, wanted)
 
     def float(self):
@@ -997,6 +1010,23 @@ class Module:
             else:
                 text += '\n  ' + '\n  '.join(lines) + '\n'
         return text + ')'
+
+
+def to_dtype(module, dtype):
+    """
+    Cast the parameters of a module and its submodules (and float arrays they keep, such as batch norm's
+    running statistics) to dtype, in place; returns the module. vgrad computes in float32 when all inputs
+    are float32: `vg.to_dtype(net, np.float32)` with float32 data trains as PyTorch's default does.
+    """
+    dtype = np.dtype(dtype)
+    for node in module.parameters():
+        node.value = node.value.astype(dtype)
+        node.grad = None  # reallocated, in the new dtype, when next needed
+    for sub in module.modules():
+        for name, value in vars(sub).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
+                setattr(sub, name, value.astype(dtype))
+    return module
 
 
 class IncompatibleKeys(collections.namedtuple('IncompatibleKeys', ['missing_keys', 'unexpected_keys'])):
@@ -1108,9 +1138,3 @@ def _parameters_in(value):
     if isinstance(value, dict):
         return [node for item in value.values() for node in _parameters_in(item)]
     return []
-
-
-# Add, Sub, Multiply, Div and MatrixMultiply live in ops.py with the other ops; vugrad defined the first
-# four here, so they are imported back to keep `from vugrad.core import Add` working. The import is at the
-# bottom because ops.py itself imports Op and TensorNode from this module.
-from .ops import Add, Div, MatrixMultiply, Multiply, Sub  # noqa: E402

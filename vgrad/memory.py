@@ -27,19 +27,19 @@ def cache_info():
     given back at once, as the cap or the number of sizes was reached) and min_bytes (smaller arrays are not
     cached).
     """
-    return _C.cache_info()
+    return _C._cache_info()
 
 
 def empty_cache():
     """Free every block the buffer cache holds, and start its peak afresh (the cache keeps at most the peak
     of its blocks in use, counted from here). Arrays in use are not affected."""
-    _C.empty_cache()
+    _C._empty_cache()
 
 
 def set_cache_limit(nbytes):
     """Hold at most `nbytes` bytes of freed blocks (0 turns the cache off); returns the previous limit.
     Blocks held beyond the new limit are freed at once."""
-    return _C.set_cache_limit(nbytes)
+    return _C._set_cache_limit(nbytes)
 
 
 @contextlib.contextmanager
@@ -54,8 +54,8 @@ def cached():
 
     Arrays made inside may live on after it; they are freed correctly whenever they go.
     """
-    previous = _C.swap_data_handler(None)
+    previous = _C._swap_data_handler(None)
     try:
         yield
     finally:
-        _C.swap_data_handler(previous)
+        _C._swap_data_handler(previous)

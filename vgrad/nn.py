@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from .core import DTypeWarning, Module, TensorNode, _not_a_node, _warn
+from .core import DTypeWarning, Module, TensorNode, _not_a_node, _warn, to_dtype  # (to_dtype: Module.to uses it)
 from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
 
 # ---- checks of the arguments, made when a module is built: a bad size fails there, named, rather than as a
@@ -361,23 +361,6 @@ class Sequential(Module):
 
     def __len__(self):
         return len(self.layers)
-
-
-def to_dtype(module, dtype):
-    """
-    Cast the parameters of a module and its submodules (and float arrays they keep, such as batch norm's
-    running statistics) to dtype, in place; returns the module. vgrad computes in float32 when all inputs
-    are float32: `vg.to_dtype(net, np.float32)` with float32 data trains as PyTorch's default does.
-    """
-    dtype = np.dtype(dtype)
-    for node in module.parameters():
-        node.value = node.value.astype(dtype)
-        node.grad = None  # reallocated, in the new dtype, when next needed
-    for sub in module.modules():
-        for name, value in vars(sub).items():
-            if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
-                setattr(sub, name, value.astype(dtype))
-    return module
 
 
 __all__ = ['conv2d', 'max_pool2d', 'avg_pool2d', 'dropout', 'batch_norm', 'reshape', 'flatten', 'cross_entropy',
