@@ -15,11 +15,13 @@
  * The files:
  *   functions.def      the one list of exported functions (declarations here, method table in module.c)
  *   module.c           the module object: method table, multi-phase init, state
- *   boundary.c         vg_call: arguments, arrays, outputs, results, cleanup; the GIL rule; shape errors
+ *   boundary.c         vg_call: arguments, arrays, outputs, results, cleanup; shape errors
  *   convert.c          the dtype rules (the compute type; declining to the Reference), conversions, parsers
- *   npyloops.c         NumPy's own inner loops and ufuncs, called so float64 is NumPy's bit for bit;
- *                      with_reference (an op's method that falls back to its NumPy Reference)
+ *   npyloops.c     + npyloops_sum.h          NumPy's own inner loops and ufuncs, called so float64 is
+ *                      NumPy's bit for bit (exp, log, the sum, np.matmul); with_reference (an op's method
+ *                      that falls back to its NumPy Reference)
  *   instantiate.h      compiles a kernel template for float and for double
+ *   shared_kernels.h   declares the kernels more than one file calls (compiled at the end of this header)
  *   elementwise.c  + elementwise_kernels.h   Add Sub Multiply Div Exp Log Sigmoid ReLU (and -x)
  *   reduce.c       + reduce_kernels.h        Sum RowSum RowMax Normalize; the sums shared with other files
  *   rows.c         + rows_kernels.h          row maximum, log-sum-exp, softmax: shared by RowMax,
@@ -33,6 +35,16 @@
  *   checked.h                                overflow-checked arithmetic on sizes from user input
  *   nn.h, nn.c, conv.c, pool.c               the CNN toolkit (dropout, batch norm, cross-entropy,
  *                                             reshape, convolution, pooling)
+ *
+ * The helpers every op uses rather than writing its own:
+ *   vg_call (vg_begin ... vg_finish)   the boundary: arguments, arrays, outputs, cleanup (boundary.c)
+ *   vg_release_gil / vg_restore_gil    the one rule for the GIL: released above VG_GIL_WORK elements (here)
+ *   vg_shape_error, VG_SHAPE           every shape error, "<op>: ... (2, 3) ..." (boundary.c)
+ *   vg_matmul                          the matrix products, through np.matmul's own loop (npyloops.c)
+ *   vg_row_argmax                      the row maximum, NumPy's NaN rule (rows_kernels.h)
+ *   vg_rows_logsumexp, vg_rows_log_softmax, vg_rows_softmax   log-sum-exp and softmax (rows_kernels.h)
+ *   vg_sum, vg_exp_array, vg_log_array   NumPy's sum, exp and log (npyloops.c)
+ *   vg_sum_middle_axis                 x.sum(axis=1) of a 3-d array in NumPy's order (reduce_kernels.h)
  *
  * Compute type: float32 when every input is float32 (or float16); float64 otherwise (float64, mixed
  * float32/float64, integers, bool). complex, object, string and other dtypes are refused with TypeError. The
