@@ -38,7 +38,7 @@ def draw(s, path):
     left.invert_yaxis()
     left.axvline(1.0, color='grey', linestyle=':', linewidth=1)
     left.set_xlabel('time(other) ÷ time(vgrad)   (> 1: vgrad faster; black tick: target)')
-    left.set_title('Ratios against the targets of issue 4')
+    left.set_title('Ratios against the targets')
 
     rows = [(wkey, rkey, v['share']) for wkey, g in s['gemm'].items() for rkey, v in g.items()
             if v['share'] is not None]

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from benchmarks.measure import NotAvailable, peak_rss_kb, thread_info
+from benchmarks.measure import NotAvailable, churn_allocator, peak_rss_kb, thread_info
 from benchmarks.workloads import Row, Workload
 
 
@@ -63,6 +63,7 @@ def run_job(job):
         return {**peak.run(workload), 'versions': versions, 'rss_before_kb': peak_rss_kb()}
 
     from benchmarks import inputs
+    kept = churn_allocator() if row.churned else None  # noqa: F841 (the small arrays stay alive)
     data = inputs.load(job['inputs_dir'], workload)
     rss_before = peak_rss_kb()
     if row.library == 'torch':

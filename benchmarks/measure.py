@@ -24,21 +24,42 @@ def thread_env(threads):
 def timed_repeats(run, repeats, reset=None):
     """
     Calls reset() (untimed) then run() (timed) `repeats` times. Returns {'times': wall seconds per repeat,
-    'cpu_times': CPU seconds of the whole process (all threads) per repeat, 'values': what the first run
-    returned}. On a shared machine wall time grows when other work takes the cores; CPU time shows it
+    'cpu_times': CPU seconds of the whole process (all threads) per repeat, 'minor_faults': the process's
+    minor page faults per repeat, 'values': what the first run returned}. On a shared machine wall time grows when other work takes the cores; CPU time shows it
     (wall well above CPU time / threads used means the job waited for a core).
     """
-    times, cpu_times, first = [], [], None
+    times, cpu_times, faults, first = [], [], [], None
     for i in range(repeats):
         if reset is not None:
             reset()
+        minflt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         cpu, start = time.process_time(), time.perf_counter()
         out = run()
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - minflt)
         if i == 0:
             first = out
-    return {'times': times, 'cpu_times': cpu_times, 'values': first}
+    return {'times': times, 'cpu_times': cpu_times, 'minor_faults': faults, 'values': first}
+
+
+def churn_allocator(seed=0):
+    """
+    Leaves the process's allocator as a long session leaves it: 200 large arrays (0.8 to 32 MB) allocated,
+    written and freed one after the other, with a small array kept now and then. glibc adapts to such a
+    history (it raises its threshold for serving large blocks with mmap, and heap memory stays in use), so
+    what a training step costs afterwards can differ from a fresh process's: the rows marked "churned".
+    """
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    kept = []
+    for i in range(200):
+        block = np.empty(int(rng.integers(1, 41)) * 100_000)
+        block.fill(1.0)
+        if i % 7 == 0:
+            kept.append(np.ones(1000))
+        del block
+    return kept
 
 
 def peak_rss_kb():

@@ -26,7 +26,7 @@ from benchmarks.measure import THREAD_VARS, thread_env  # noqa: E402
 from benchmarks.workloads import ROWS, make_workloads  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKLOAD_KEYS = ('W1', 'W2', 'W3', 'W4', 'V2')
+WORKLOAD_KEYS = ('W1', 'W2', 'W3', 'W4', 'W5', 'V2')
 
 
 def parse_args(argv):
@@ -118,7 +118,7 @@ def describe(workload, result):
 
 def measure(args, command):
     selected = args.workloads.split(',')
-    if 'W2' in selected or 'W3' in selected:
+    if {'W2', 'W3', 'W5'} & set(selected):
         selected.append('GEMM')
     workloads = [w for w in make_workloads(args.mode, args.repeats, args.w2_fraction) if w.key in selected]
     wanted_rows = set(args.rows.split(',')) | {'numpy'} if args.rows else set(ROWS)

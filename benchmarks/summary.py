@@ -23,7 +23,7 @@ def merge_rounds(rounds):
     if not ok:
         return rounds[0]
     merged = dict(ok[0])
-    for key in ('times', 'cpu_times'):
+    for key in ('times', 'cpu_times', 'minor_faults'):
         merged[key] = [t for r in ok for t in r.get(key, [])]
     for key in ('rss_peak_kb', 'rss_before_kb'):
         merged[key] = statistics.median(r[key] for r in ok)
@@ -71,7 +71,7 @@ def summarize(results):
     jobs = {wkey: {rkey: merge_rounds(rounds) for rkey, rounds in rows.items()}
             for wkey, rows in results['jobs'].items()}
     s = {'workloads': workloads, 'jobs': jobs, 'stats': {}, 'ratios': {}, 'gemm': {}, 'rss': {},
-         'agreement': {}, 'peak': None, 'targets': []}
+         'agreement': {}, 'peak': None, 'faults': {}, 'floor': {}, 'targets': []}
 
     peak = jobs.get('GEMM', {}).get('numpy')
     if peak and peak['status'] == 'ok':
@@ -97,6 +97,11 @@ def summarize(results):
                               for rkey, r in rows.items() if r['status'] == 'ok'}
         if w.kind == 'train' and w.data == 'mnist':
             s['gemm'][wkey] = gemm_shares(w, stats, s['peak'])
+            s['floor'][wkey] = matmul_floor(w, s['peak'])
+        if w.kind == 'train':
+            steps = -(-w.timed_rows // w.batch)  # batches per repeat
+            s['faults'][wkey] = {rkey: statistics.median(r['minor_faults']) / steps for rkey, r in rows.items()
+                                 if r['status'] == 'ok' and r.get('minor_faults')}
 
     s['targets'] = [evaluate(t, s) for t in TARGETS]
     return s
@@ -114,6 +119,15 @@ def gemm_shares(workload, stats, peak):
     return out
 
 
+def matmul_floor(workload, peak):
+    """Seconds per epoch of the epoch's matrix products alone (the gradient over the input batch included,
+    as the course computes it) at the speed NumPy reaches on these shapes: no library can take less."""
+    if not peak:
+        return None
+    flops = workload.epoch_rows * matmul_flops_per_row(workload.sizes, input_grad=True)
+    return flops / (peak[f'w2_shapes_{workload.dtype}'] * 1e9)
+
+
 def evaluate(target, s):
     """{'target', 'value', 'met'}: value is None (and met None) when a row it needs did not run."""
     value = None
@@ -125,4 +139,14 @@ def evaluate(target, s):
         rss = s['rss'].get(target.workload, {})
         if REFERENCE_ROW in rss and target.versus in rss:
             value = rss[target.versus]['peak_mb'] / rss[REFERENCE_ROW]['peak_mb']
+    elif target.metric == 'floor':
+        floor, stats = s['floor'].get(target.workload), s['stats'].get(target.workload, {})
+        if floor and target.versus in stats:
+            value = floor / stats[target.versus]['median']
+    elif target.metric == 'states':
+        stats = s['stats'].get(target.workload, {})
+        theirs = [stats[r]['median'] for r in (target.versus, target.versus + '_churned') if r in stats]
+        ours = [stats[r]['median'] for r in (REFERENCE_ROW, REFERENCE_ROW + '_churned') if r in stats]
+        if len(theirs) == 2 and len(ours) == 2:
+            value = min(theirs) / max(ours)
     return {'target': target, 'value': value, 'met': None if value is None else value >= target.at_least}

@@ -14,6 +14,7 @@ class Row:
     library: str               # 'vgrad', 'vugrad' or 'torch': which runner the child process uses
     input_grad: bool = True    # compute the gradient over the input batch (vugrad always does)
     no_grad: bool = False      # forward only, under vg.no_grad() / torch.no_grad()
+    churned: bool = False      # the process's allocator is churned first (benchmarks.child.churn_allocator)
 
 
 ROWS = {row.key: row for row in [
@@ -21,14 +22,22 @@ ROWS = {row.key: row for row in [
     Row('vugrad', 'vugrad', 'vugrad'),
     Row('torch', 'PyTorch', 'torch'),
     Row('torch_noinput', 'PyTorch, input without grad', 'torch', input_grad=False),
-    # The opt-outs PyTorch users know (issue 4, item 3); n/a until vgrad has them.
+    # The opt-outs PyTorch users know.
     Row('vgrad_noinput', 'vgrad, input requires_grad=False', 'vgrad', input_grad=False),
     Row('vgrad_nograd', 'vgrad, with vg.no_grad()', 'vgrad', input_grad=False, no_grad=True),
     Row('torch_nograd', 'PyTorch, with torch.no_grad()', 'torch', input_grad=False, no_grad=True),
     Row('numpy', 'NumPy', 'numpy'),  # the GEMM peak
+    # The same, in a process whose allocator was churned first: large arrays allocated and freed before
+    # training, as a notebook or a script that loaded and transformed its data has done. glibc then keeps or
+    # returns memory differently, and a step's time can depend on it (page faults).
+    Row('vgrad_churned', 'vgrad, churned process', 'vgrad', churned=True),
+    Row('vugrad_churned', 'vugrad, churned process', 'vugrad', churned=True),
+    Row('torch_churned', 'PyTorch, churned process', 'torch', churned=True),
 ]}
 
 TRAIN_ROWS = ('vgrad', 'vugrad', 'torch', 'torch_noinput', 'vgrad_noinput')
+# The MNIST MLP in both process states (W2, and op by op W5)
+STATE_ROWS = ('vgrad', 'vgrad_churned', 'vugrad', 'vugrad_churned', 'torch', 'torch_churned')
 OVERHEAD_ROWS = ('vgrad', 'vugrad', 'torch', 'torch_noinput')
 VALIDATE_ROWS = ('vgrad', 'vgrad_nograd', 'vugrad', 'torch_nograd')
 
@@ -50,6 +59,8 @@ class Workload:
     chain: int = 0             # overhead: number of (Add, Sigmoid, MatrixMultiply) blocks before the Sum
     iterations: int = 0        # overhead: forward+backward passes per repeat
     peak_size: int = 0         # peak: side of the square matrices
+    unfused: bool = False      # train: vgrad builds the course's graphs op by op (vg.unfused()), as a student
+                               # who writes BatchMM + Expand + Add gets them; vugrad always does
     repeats: int = 3
     warmup: int = 2            # untimed steps before the first repeat
 
@@ -99,10 +110,12 @@ def make_workloads(mode='full', repeats=None, w2_fraction=None):
                   data='synth', sizes=SYNTH_SIZES, lr=0.01,
                   epoch_rows=m['w1_rows'] if tiny else SYNTH_TRAIN, timed_rows=m['w1_rows'],
                   repeats=repeats or m['repeats'])
-    w2 = Workload('W2', 'train', 'W2 mnist: MLP 784→3136→10, batch 128, float64', TRAIN_ROWS,
+    w2 = Workload('W2', 'train', 'W2 mnist: MLP 784→3136→10, batch 128, float64', TRAIN_ROWS + STATE_ROWS[1::2],
                   data='mnist', sizes=MNIST_SIZES, lr=1e-4,
                   epoch_rows=w2_rows if tiny else MNIST_TRAIN, timed_rows=w2_rows, repeats=repeats or m['repeats'])
-    w3 = replace(w2, key='W3', title='W3 mnist float32: W2 in float32', dtype='float32')
+    w3 = replace(w2, key='W3', title='W3 mnist float32: W2 in float32', dtype='float32', rows=TRAIN_ROWS)
+    w5 = replace(w2, key='W5', title='W5 mnist op by op: W2 written as students write it (BatchMM, Expand, Add)',
+                 rows=STATE_ROWS, unfused=True)
     w4 = Workload('W4', 'overhead', f'W4 overhead: 2×2 chain of Add, Sigmoid, MatrixMultiply ×{m["chain"]}, Sum',
                   OVERHEAD_ROWS, unit='us', chain=m['chain'], iterations=m['iterations'],
                   repeats=repeats or m['repeats'], warmup=1 if tiny else 20)
@@ -112,7 +125,7 @@ def make_workloads(mode='full', repeats=None, w2_fraction=None):
     peak = Workload('GEMM', 'peak', 'GEMM peak: NumPy matmul of square matrices', ('numpy',),
                     unit='GFLOP/s', peak_size=m['peak_size'], sizes=MNIST_SIZES, batch=128,
                     repeats=repeats or m['peak_repeats'], warmup=1)
-    return [w1, w2, w3, w4, val, peak]
+    return [w1, w2, w3, w4, val, peak, w5]
 
 
 def matmul_flops_per_row(sizes, input_grad=True, backward=True):

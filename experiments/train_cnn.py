@@ -4,7 +4,9 @@
 
 (the same as `vgrad-train cnn ...`).
 """
-from vgrad.train_cnn import main
+import sys
+
+from vgrad.train_cnn import run
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run())

@@ -7,6 +7,12 @@ Course code runs unchanged and gives the same numbers, faster. The Python layer 
 core.py holds the graph and backpropagation, ops.py the ops (each with its NumPy reference formula),
 functions.py and modules.py what is built from them.
 """
+try:
+    from . import _C  # the kernels; `pip install -e .` builds them in place
+except ImportError as _error:
+    from ._build import missing_extension as _missing
+    raise _missing(_error) from None
+
 import os as _os
 
 if _os.environ.get('VGRAD_PURE_PYTHON'):
