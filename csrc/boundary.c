@@ -4,7 +4,7 @@
  * Every boundary function of functions.def begins with vg_begin (count the positional arguments, pick the
  * compute type, prepare the array arguments: vg_arrays, which a function calls itself when it must read other
  * arguments first), asks the call for its outputs (vg_output), scratch arrays
- * (vg_scratch), indices, shapes and ints (vg_arg_*), runs its kernel under the GIL rule (vg_release_gil /
+ * (vg_scratch_array), indices, shapes and ints (vg_arg_*), runs its kernel under the GIL rule (vg_release_gil /
  * vg_restore_gil, in vgrad.h), and ends in `done: return vg_finish(&c);`. The call owns every reference it
  * hands out, so no function releases anything itself, on success or on error: an error anywhere sets an
  * exception and jumps to done, and vg_finish returns NULL. The dtype rules and conversions it applies are
@@ -162,7 +162,7 @@ PyArrayObject *vg_output_of(vg_call *c, int ndim, const npy_intp *dims, int type
     return vg_result(c, vg_empty(c->op, ndim, dims, typenum));
 }
 
-PyArrayObject *vg_scratch(vg_call *c, int ndim, const npy_intp *dims)
+PyArrayObject *vg_scratch_array(vg_call *c, int ndim, const npy_intp *dims)
 {
     return vg_keep(c, vg_empty(c->op, ndim, dims, c->type));
 }

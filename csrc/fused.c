@@ -159,7 +159,7 @@ VG_BOUNDARY(logsoftmax_forward)
     }
     if ((y = vg_output(&c, 2, PyArray_DIMS(x))) == NULL || (expd = vg_output(&c, 2, PyArray_DIMS(x))) == NULL ||
         (sumd = vg_output(&c, 1, &rows)) == NULL || (idxs = vg_output_of(&c, 1, &rows, NPY_INTP)) == NULL ||
-        (lse = vg_scratch(&c, 1, &rows)) == NULL)
+        (lse = vg_scratch_array(&c, 1, &rows)) == NULL)
         goto done;
     PyThreadState *gil = vg_release_gil(rows * cols);
     VG_CALL(c.type, logsoftmax_forward, &vg_numpy(module)->loops, PyArray_DATA(y), PyArray_DATA(expd),
@@ -212,7 +212,7 @@ VG_BOUNDARY(logceloss_forward)
     lp = c.in[0];
     npy_intp rows = PyArray_DIM(lp, 0), cols = PyArray_DIM(lp, 1);
     if ((targets = vg_arg_indices(&c, 1, "targets", rows, cols, VG_INDEX_WRAP)) == NULL ||
-        (loss = vg_output(&c, 0, NULL)) == NULL || (picked = vg_scratch(&c, 1, &rows)) == NULL)
+        (loss = vg_output(&c, 0, NULL)) == NULL || (picked = vg_scratch_array(&c, 1, &rows)) == NULL)
         goto done;
     PyThreadState *gil = vg_release_gil(rows);
     VG_CALL(c.type, logceloss_forward, &vg_numpy(module)->loops, PyArray_DATA(loss), PyArray_DATA(picked),

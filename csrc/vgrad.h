@@ -209,7 +209,7 @@ PyArrayObject *vg_output_zeros(vg_call *c, int ndim, const npy_intp *dims);
 PyArrayObject *vg_output_of(vg_call *c, int ndim, const npy_intp *dims, int typenum);
 
 /* An uninitialised C-ordered array of the compute type that is not returned (a kernel's work space). */
-PyArrayObject *vg_scratch(vg_call *c, int ndim, const npy_intp *dims);
+PyArrayObject *vg_scratch_array(vg_call *c, int ndim, const npy_intp *dims);
 
 /* Append obj (a new reference, stolen; NULL for a failure whose exception is set) to the results, or keep it
    until the end of the call. Both return obj, borrowed. obj may be any PyObject (void * saves casts). */
