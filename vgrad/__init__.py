@@ -23,7 +23,8 @@ if _os.environ.get('VGRAD_PURE_PYTHON'):
     del _load
 
 from . import core, data, functions, modules, ops
-from .core import Module, Op, OpNode, TensorNode, no_grad
+from .core import (DTypeWarning, GraphWarning, Module, NonFiniteWarning, Op, OpNode, TensorNode, VgradWarning,
+                   no_grad)
 from .data import load_cifar10, load_fashion_mnist, load_mnist, load_synth
 from .functions import celoss, fused, logceloss, logsoftmax, relu, sigmoid, softmax, unfused
 from .gradcheck import GradcheckError, gradcheck
@@ -36,5 +37,6 @@ from .nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, 
                  batch_norm, conv2d, cross_entropy, dropout, flatten, max_pool2d, reshape, to_dtype)
 from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
 from .optim import SGD, Adam
+from .modules import load, save  # state dicts in .npz files
 
 __version__ = '0.1.0'
