@@ -44,9 +44,24 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n)
     for (int i = 0; i < n; i++) {
         PyArray_Descr *d = dtype_of(objs[i]);
         if (d == NULL) {
+            /* A TypeError from the object's own __array__ says what to do instead (a TensorNode names
+               node.value and do_forward): keep its words after the op's name. Anything else gets ours. */
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyObject *words = NULL;
+            if (type != NULL && PyErr_GivenExceptionMatches(type, PyExc_TypeError) && value != NULL)
+                words = PyObject_Str(value);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s: cannot use an object of type %s as an array",
-                         op, Py_TYPE(objs[i])->tp_name);
+            if (words != NULL)
+                PyErr_Format(PyExc_TypeError, "%s: cannot use an object of type %s as an array: %U",
+                             op, Py_TYPE(objs[i])->tp_name, words);
+            else
+                PyErr_Format(PyExc_TypeError, "%s: cannot use an object of type %s as an array",
+                             op, Py_TYPE(objs[i])->tp_name);
+            Py_XDECREF(words);
             return -1;
         }
         int type = d->type_num;
