@@ -370,8 +370,6 @@ def test_a_builtin_ops_forward_given_a_node_names_the_op_and_the_node(op):
         op.forward({}, *[node(2, 2) for _ in range(args)])
 
 
-@pytest.mark.xfail(strict=True, reason="the C kernels replace the message of TensorNode.__array__ by their own "
-                                       "(csrc/convert.c, vg_compute_type: PyErr_Clear): keeping it would say this")
 def test_a_builtin_ops_forward_given_a_node_says_to_use_do_forward():
     with pytest.raises(TypeError, match=says("Sigmoid.forward takes arrays", "node.value",
                                              "Sigmoid.do_forward(node)")):
