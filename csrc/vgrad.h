@@ -17,6 +17,8 @@
  *   module.c           the module object: method table, multi-phase init, state
  *   boundary.c         vg_call: arguments, arrays, outputs, results, cleanup; shape errors
  *   convert.c          the dtype rules (the compute type; declining to the Reference), conversions, parsers
+ *   alloc.c            the memory cache: a NumPy data-memory handler (NEP 49) that keeps freed large
+ *                      blocks for the next step; vg_empty/vg_zeros allocate through it
  *   npyloops.c     + npyloops_sum.h          NumPy's own inner loops and ufuncs, called so float64 is
  *                      NumPy's bit for bit (exp, log, the sum, np.matmul); with_reference (an op's method
  *                      that falls back to its NumPy Reference)

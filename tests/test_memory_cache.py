@@ -295,3 +295,15 @@ def test_a_miss_within_the_peak_keeps_the_held_blocks():
     assert info["misses"] == first["misses"]  # steps 2 and 3 allocated nothing new
     assert info["held_bytes"] == info["peak_in_use_bytes"] - before == 3 * LARGE[0] * LARGE[1] * 8 + 3 * MIN
     assert info["in_use_bytes"] == before
+
+
+@pytest.mark.parametrize("value, warns", [("256 MiB", True), ("-1", True), ("268435456", False), ("0", False)])
+def test_an_unreadable_cache_limit_in_the_environment_is_reported(value, warns):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, VGRAD_CACHE_BYTES=value)
+    run = subprocess.run([sys.executable, "-W", "always", "-c", "import vgrad"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert ("VGRAD_CACHE_BYTES" in run.stderr) == warns, run.stderr

@@ -14,8 +14,22 @@ Only arrays vgrad allocates are cached, and NumPy's inside `with vg.memory.cache
 run their updates in it); NumPy's other allocations (your own `p.value -= lr * p.grad`) are not.
 """
 import contextlib
+import os
+import warnings
 
 from . import _C
+
+
+def _check_environment():
+    """csrc/alloc.c reads VGRAD_CACHE_BYTES when the first large array is made, where it cannot complain;
+    a value it cannot read would silently mean the default, so say so here, once, at import."""
+    value = os.environ.get('VGRAD_CACHE_BYTES', '')
+    if value and not value.isdigit():
+        warnings.warn(f'VGRAD_CACHE_BYTES={value!r} is not a number of bytes (e.g. 0 turns the cache off, '
+                      f'268435456 holds at most 256 MiB): using the default limit', RuntimeWarning, stacklevel=3)
+
+
+_check_environment()
 
 
 def cache_info():
