@@ -76,7 +76,7 @@ static size_t default_cap(void)
     if (env != NULL && *env != '\0') {
         char *end;
         unsigned long long v = strtoull(env, &end, 10);
-        if (*end == '\0')
+        if (*end == '\0' && env[0] >= '0' && env[0] <= '9') /* strtoull would take "-1" as the largest */
             return (size_t)v;
     }
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
