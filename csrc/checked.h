@@ -49,12 +49,8 @@ static inline int vg_check_shape(const char *op, const char *what, int ndim, con
     }
     if (!negative && !overflow)
         return 0;
-    PyObject *s = PyArray_IntTupleFromIntp(ndim, (npy_intp *)dims);
-    if (s)
-        PyErr_Format(PyExc_ValueError, "%s: %s %S %s", op, what, s,
-                     negative ? "has a negative dimension" : "is too large");
-    Py_XDECREF(s);
-    return -1;
+    return vg_shape_error(op, "%s %s %s", what, VG_DIMS(ndim, dims),
+                          negative ? "has a negative dimension" : "is too large");
 }
 
 /* If the exception set is a MemoryError (NumPy's "Unable to allocate 8.00 TiB for an array with shape ..."),

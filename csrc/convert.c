@@ -1,7 +1,15 @@
 /*
- * convert.c — the boundary's argument helpers: dtype policy, conversion to contiguous arrays, shape and
- * axis checks. Every error names the op and the shapes or dtypes involved, so a student sees
- * "Add: shapes (3, 2) and (2, 3) differ" rather than a NumPy message from deep inside.
+ * convert.c — the dtype rules and conversions the boundary (boundary.c's vg_call) applies, and the parsers of
+ * its other arguments. No kernels and no gradients here.
+ *
+ *   - the compute type: float32 when every input is float32 (or float16), float64 otherwise; complex, object,
+ *     string and other dtypes are a TypeError naming the op (vg_compute_type);
+ *   - the built-in ops' rule on top (vg_compute_type_exact): dtypes their kernels do not compute (bool,
+ *     integers, float16, long double), and float32 mixed with float64 in a formula of several operations,
+ *     are declined with vgrad._C.UseReference, and the op's NumPy Reference computes them with NumPy's
+ *     dtype rules;
+ *   - conversion to aligned, native, contiguous arrays (a copy only when needed), allocation with the op
+ *     named in every error, ints, shapes and indices given by Python.
  */
 #include "checked.h"
 
@@ -36,9 +44,24 @@ int vg_compute_type(const char *op, PyObject *const *objs, int n)
     for (int i = 0; i < n; i++) {
         PyArray_Descr *d = dtype_of(objs[i]);
         if (d == NULL) {
+            /* A TypeError from the object's own __array__ says what to do instead (a TensorNode names
+               node.value and do_forward): keep its words after the op's name. Anything else gets ours. */
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyObject *words = NULL;
+            if (type != NULL && PyErr_GivenExceptionMatches(type, PyExc_TypeError) && value != NULL)
+                words = PyObject_Str(value);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s: cannot use an object of type %s as an array",
-                         op, Py_TYPE(objs[i])->tp_name);
+            if (words != NULL)
+                PyErr_Format(PyExc_TypeError, "%s: cannot use an object of type %s as an array: %U",
+                             op, Py_TYPE(objs[i])->tp_name, words);
+            else
+                PyErr_Format(PyExc_TypeError, "%s: cannot use an object of type %s as an array",
+                             op, Py_TYPE(objs[i])->tp_name);
+            Py_XDECREF(words);
             return -1;
         }
         int type = d->type_num;
@@ -133,11 +156,7 @@ static PyArrayObject *named_allocation_error(const char *op, int ndim, const npy
     }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *shape = PyArray_IntTupleFromIntp(ndim, (npy_intp *)dims);
-    if (shape)
-        PyErr_Format(PyExc_ValueError, "%s: cannot allocate a result of shape %S: %S", op, shape,
-                     value ? value : Py_None);
-    Py_XDECREF(shape);
+    vg_shape_error(op, "cannot allocate a result of shape %s: %S", VG_DIMS(ndim, dims), value ? value : Py_None);
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
@@ -155,7 +174,7 @@ PyArrayObject *vg_empty(const char *op, int ndim, const npy_intp *dims, int type
 {
     if (check_result_shape(op, ndim, dims, typenum) < 0)
         return NULL;
-    PyObject *arr = PyArray_SimpleNew(ndim, (npy_intp *)dims, typenum);
+    PyObject *arr = vg_cached_array(ndim, dims, PyArray_DescrFromType(typenum), 0, 0);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 
@@ -163,7 +182,7 @@ PyArrayObject *vg_empty_order(const char *op, int ndim, const npy_intp *dims, in
 {
     if (check_result_shape(op, ndim, dims, typenum) < 0)
         return NULL;
-    PyObject *arr = PyArray_EMPTY(ndim, (npy_intp *)dims, typenum, fortran);
+    PyObject *arr = vg_cached_array(ndim, dims, PyArray_DescrFromType(typenum), fortran, 0);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
 }
 
@@ -171,33 +190,8 @@ PyArrayObject *vg_zeros(const char *op, int ndim, const npy_intp *dims, int type
 {
     if (check_result_shape(op, ndim, dims, typenum) < 0)
         return NULL;
-    PyObject *arr = PyArray_ZEROS(ndim, (npy_intp *)dims, typenum, 0);
+    PyObject *arr = vg_cached_array(ndim, dims, PyArray_DescrFromType(typenum), 0, 1);
     return arr ? (PyArrayObject *)arr : named_allocation_error(op, ndim, dims);
-}
-
-int vg_check_same_shape(const char *op, const char *what, const char *hint, PyArrayObject *a,
-                        PyArrayObject *b)
-{
-    if (PyArray_SAMESHAPE(a, b))
-        return 0;
-    PyObject *sa = PyArray_IntTupleFromIntp(PyArray_NDIM(a), PyArray_DIMS(a));
-    PyObject *sb = PyArray_IntTupleFromIntp(PyArray_NDIM(b), PyArray_DIMS(b));
-    if (sa && sb)
-        PyErr_Format(PyExc_ValueError, "%s: %s have different shapes %S and %S%s", op, what, sa, sb, hint);
-    Py_XDECREF(sa);
-    Py_XDECREF(sb);
-    return -1;
-}
-
-int vg_check_ndim(const char *op, const char *what, PyArrayObject *arr, int ndim)
-{
-    if (PyArray_NDIM(arr) == ndim)
-        return 0;
-    PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(arr), PyArray_DIMS(arr));
-    if (s)
-        PyErr_Format(PyExc_ValueError, "%s: %s must have %d dimensions, got shape %S", op, what, ndim, s);
-    Py_XDECREF(s);
-    return -1;
 }
 
 int vg_parse_shape(const char *op, const char *what, PyObject *obj, PyArray_Dims *dims)
@@ -285,13 +279,83 @@ PyArrayObject *vg_as_indices(const char *op, const char *what, PyObject *obj, np
         }
     }
     if (PyArray_SIZE(idx) != count) {
-        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(idx), PyArray_DIMS(idx));
-        if (s)
-            PyErr_Format(PyExc_ValueError, "%s: %s must have %zd elements (one per row), got shape %S",
-                         op, what, (Py_ssize_t)count, s);
-        Py_XDECREF(s);
+        vg_shape_error(op, "%s must have %zd elements (one per row), got shape %s", what, (Py_ssize_t)count,
+                       VG_SHAPE(idx));
         Py_DECREF(idx);
         return NULL;
     }
     return idx;
+}
+
+/* ---- the built-in ops' rule: declining to the NumPy Reference, and the layouts the kernels take ---------- */
+
+int vg_decline(PyObject *module, const char *op, const char *why)
+{
+    PyErr_Format(vg_numpy(module)->use_reference, "%s: %s; the op's NumPy Reference computes it", op, why);
+    return -1;
+}
+
+/* The dtype NumPy sees for obj if it is an array or a NumPy scalar (a new reference), else NULL. */
+static PyArray_Descr *numpy_dtype(PyObject *obj)
+{
+    if (PyArray_Check(obj)) {
+        PyArray_Descr *d = PyArray_DESCR((PyArrayObject *)obj);
+        Py_INCREF(d);
+        return d;
+    }
+    if (PyArray_IsScalar(obj, Generic))
+        return PyArray_DescrFromScalar(obj);
+    return NULL;
+}
+
+int vg_compute_type_exact(PyObject *module, const char *op, PyObject *const *objs, int n, int mixing)
+{
+    int singles = 0, doubles = 0;
+    for (int i = 0; i < n; i++) {
+        PyArray_Descr *d = numpy_dtype(objs[i]);
+        if (d == NULL) {
+            /* a Python number or list: computed in float64 (as np.asarray gives it, for floats) */
+            PyObject *a = PyArray_FROM_O(objs[i]);
+            if (a == NULL)
+                PyErr_Clear(); /* vg_compute_type says what is wrong with it */
+            else if (PyTypeNum_ISNUMBER(PyArray_TYPE((PyArrayObject *)a)) &&
+                     !PyTypeNum_ISCOMPLEX(PyArray_TYPE((PyArrayObject *)a)))
+                doubles++;
+            Py_XDECREF(a);
+            continue;
+        }
+        int t = d->type_num;
+        if (PyTypeNum_ISBOOL(t) || PyTypeNum_ISINTEGER(t) || t == NPY_HALF || t == NPY_LONGDOUBLE) {
+            PyErr_Format(vg_numpy(module)->use_reference,
+                         "%s: the kernel computes float32 and float64, not %S; the op's NumPy Reference "
+                         "computes it", op, (PyObject *)d);
+            Py_DECREF(d);
+            return -1;
+        }
+        singles += t == NPY_FLOAT;
+        doubles += t == NPY_DOUBLE;
+        Py_DECREF(d);
+    }
+    if (mixing == VG_SAME_FLOAT && singles && doubles) {
+        vg_decline(module, op, "its formula mixes float32 and float64 arrays, which NumPy promotes operation by "
+                               "operation");
+        return -1;
+    }
+    return vg_compute_type(op, objs, n);
+}
+
+int vg_is_plain_c(PyObject *obj, int typenum)
+{
+    if (!PyArray_Check(obj))
+        return 0;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    return PyArray_TYPE(a) == typenum && PyArray_ISCARRAY_RO(a) && PyArray_ISNOTSWAPPED(a);
+}
+
+int vg_is_plain_f(PyObject *obj, int typenum)
+{
+    if (!PyArray_Check(obj))
+        return 0;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    return PyArray_TYPE(a) == typenum && PyArray_ISFARRAY_RO(a) && PyArray_ISNOTSWAPPED(a);
 }

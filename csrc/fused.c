@@ -17,23 +17,16 @@
  * whatever its layout. LogSoftmax's forward sums exp(x - max), whose layout NumPy takes from x's: a float64 x
  * that is not C-ordered is declined to the op's Reference (the NumPy chain itself). Dtypes other than
  * float32/float64 are declined too, except for Affine's input x: its only use is in np.matmul, which promotes
- * it by itself, so the course's uint8 pixels stay on the fast path.
+ * it by itself, so the course's uint8 pixels stay on the fast path. Each boundary function is one vg_call
+ * (vgrad.h).
  */
 
 #include "vgrad.h"
 
 /* ---- kernels ------------------------------------------------------------------------------------- */
 
-#define T float
-#define SFX f32
-#include "fused_kernels.h"
-#undef T
-#undef SFX
-#define T double
-#define SFX f64
-#include "fused_kernels.h"
-#undef T
-#undef SFX
+#define VG_TEMPLATE "fused_kernels.h"
+#include "instantiate.h"
 
 /* ---- boundary ------------------------------------------------------------------------------------ */
 
@@ -42,282 +35,214 @@ static int check_columns(const char *op, const char *what, PyArrayObject *arr, n
 {
     if (PyArray_DIM(arr, 1) == expected)
         return 0;
-    PyObject *s = PyArray_IntTupleFromIntp(2, PyArray_DIMS(arr));
-    if (s)
-        PyErr_Format(PyExc_ValueError, "%s: %s of shape %S should have %zd columns", op, what, s,
-                     (Py_ssize_t)expected);
-    Py_XDECREF(s);
-    return -1;
+    return vg_shape_error(op, "%s of shape %s should have %zd columns", what, VG_SHAPE(arr), (Py_ssize_t)expected);
 }
 
-/* objs[0..n-1] as arrays for shape checks (ndarrays themselves, others converted): new references in out[],
-   or -1 with out[] all NULL. */
-static int as_arrays(const char *op, PyObject *const *objs, int n, int typenum, PyArrayObject **out)
+/* Affine's input x, for its shape: the weights and bias (and go) must be float32/float64 (others are
+   declined by vg_begin); x may be of any dtype np.matmul takes (the course feeds uint8 pixels): the products
+   are np.matmul's own, which promotes, and come out float32 or float64, except for long double (declined
+   too). An ndarray as it is, anything else converted; kept by the call. */
+static PyArrayObject *affine_input(vg_call *c, PyObject *x)
 {
-    for (int i = 0; i < n; i++) {
-        out[i] = PyArray_Check(objs[i]) ? (PyArrayObject *)Py_NewRef(objs[i]) : vg_as_contiguous(op, objs[i], typenum);
-        if (out[i] == NULL) {
-            vg_release(out, i);
-            return -1;
-        }
+    if (PyArray_Check(x) && PyArray_TYPE((PyArrayObject *)x) == NPY_LONGDOUBLE) {
+        vg_decline(c->module, c->op, "long double inputs make long double products");
+        return NULL;
     }
-    return 0;
-}
-
-/* The weights and bias (and go) must be float32/float64 (others are declined); the input x may be of any
-   dtype np.matmul takes (the course feeds uint8 pixels): the products are np.matmul's own, which promotes,
-   and come out float32 or float64, except for long double (declined too). */
-static int check_input_dtype(PyObject *module, const char *op, PyObject *x)
-{
-    if (PyArray_Check(x) && PyArray_TYPE((PyArrayObject *)x) == NPY_LONGDOUBLE)
-        return vg_decline(module, op, "long double inputs make long double products");
-    return vg_compute_type(op, &x, 1) < 0 ? -1 : 0;
+    if (vg_compute_type(c->op, &x, 1) < 0)
+        return NULL;
+    return vg_keep(c, PyArray_Check(x) ? Py_NewRef(x) : (PyObject *)vg_as_contiguous(c->op, x, NPY_DOUBLE));
 }
 
 /* affine_forward(w, b, x) -> np.matmul(x, w.T) + b */
 VG_BOUNDARY(affine_forward)
 {
-    const char *op = "Affine";
-    PyArrayObject *in[3] = {NULL, NULL, NULL}, *bias = NULL; /* w, b, x */
-    PyObject *y = NULL;
-    int t;
-    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_compute_type_exact(module, op, args, 2, VG_MIXED_OK)) < 0 ||
-        check_input_dtype(module, op, args[2]) < 0 || as_arrays(op, args, 3, NPY_DOUBLE, in) < 0)
-        return NULL;
-    if (vg_check_ndim(op, "the weights", in[0], 2) < 0 || vg_check_ndim(op, "the input", in[2], 2) < 0 ||
-        check_columns(op, "the input", in[2], PyArray_DIM(in[0], 1)) < 0)
-        goto fail;
-    npy_intp m = PyArray_DIM(in[0], 0), n = PyArray_DIM(in[2], 0);
-    if (PyArray_SIZE(in[1]) != m) {
-        PyErr_Format(PyExc_ValueError, "%s: the bias has %zd elements; the weights need %zd", op,
-                     (Py_ssize_t)PyArray_SIZE(in[1]), (Py_ssize_t)m);
-        goto fail;
+    vg_call c;
+    PyArrayObject *w, *b, *x, *bias, *y;
+    if (vg_begin(&c, module, "Affine", args, nargs, 3, 2, VG_MIXED_OK | VG_AS_GIVEN) < 0 ||
+        (x = affine_input(&c, args[2])) == NULL)
+        goto done;
+    w = c.in[0], b = c.in[1];
+    if (vg_check_ndim(c.op, "the weights", w, 2) < 0 || vg_check_ndim(c.op, "the input", x, 2) < 0 ||
+        check_columns(c.op, "the input", x, PyArray_DIM(w, 1)) < 0)
+        goto done;
+    const npy_intp m = PyArray_DIM(w, 0), n = PyArray_DIM(x, 0);
+    if (PyArray_SIZE(b) != m) {
+        vg_shape_error(c.op, "the bias of shape %s has %zd elements; the weights %s need %zd", VG_SHAPE(b),
+                       (Py_ssize_t)PyArray_SIZE(b), VG_SHAPE(w), (Py_ssize_t)m);
+        goto done;
     }
-    if ((y = vg_matmul(module, op, args[2], 0, args[0], 1)) == NULL)
-        goto fail;
+    /* the product as vugrad's BatchMM makes it, from the arguments as given */
+    if ((y = vg_result(&c, vg_matmul(module, c.op, args[2], 0, args[0], 1))) == NULL)
+        goto done;
     /* the sum's type, as NumPy promotes the product's and the bias's */
-    t = (PyArray_TYPE((PyArrayObject *)y) == NPY_FLOAT && t == NPY_FLOAT) ? NPY_FLOAT : NPY_DOUBLE;
-    if ((bias = vg_as_contiguous(op, args[1], t)) == NULL)
-        goto fail;
-    if (PyArray_TYPE((PyArrayObject *)y) != t) /* x and w float32, b float64: the sum is float64 */
-        Py_SETREF(y, PyArray_Cast((PyArrayObject *)y, t));
-    if (y == NULL)
-        goto fail;
-    VG_CALL(t, affine_add_bias, PyArray_DATA((PyArrayObject *)y), PyArray_DATA(bias), n, m);
-    goto done;
-fail:
-    Py_CLEAR(y);
+    const int t = (PyArray_TYPE(y) == NPY_FLOAT && c.type == NPY_FLOAT) ? NPY_FLOAT : NPY_DOUBLE;
+    if ((bias = vg_keep(&c, vg_as_contiguous(c.op, args[1], t))) == NULL)
+        goto done;
+    if (PyArray_TYPE(y) != t) { /* x and w float32, b float64: the sum is float64 */
+        PyObject *cast = PyArray_Cast(y, t);
+        if (cast == NULL)
+            goto done;
+        Py_SETREF(c.results[0], cast);
+        y = (PyArrayObject *)cast;
+    }
+    PyThreadState *gil = vg_release_gil(n * m);
+    VG_CALL(t, affine_forward, PyArray_DATA(y), PyArray_DATA(bias), n, m);
+    vg_restore_gil(gil);
 done:
-    vg_release(in, 3);
-    Py_XDECREF(bias);
-    return y;
+    return vg_finish(&c);
 }
 
 /* affine_backward(go, w, x, bshape, need_x) -> (np.matmul(go.T, x), go.sum(axis=0) shaped bshape,
    np.matmul(go, w) or None) */
 VG_BOUNDARY(affine_backward)
 {
-    const char *op = "Affine backward";
-    PyArrayObject *in[3] = {NULL, NULL, NULL}, *go = NULL, *gb = NULL; /* go, w, x */
-    PyArray_Dims bshape = {NULL, 0};
-    PyObject *gw = NULL, *gx = NULL, *result = NULL;
-    int t;
-    if (vg_check_nargs(op, nargs, 5) < 0 || (t = vg_compute_type_exact(module, op, args, 2, VG_MIXED_OK)) < 0 ||
-        check_input_dtype(module, op, args[2]) < 0 || as_arrays(op, args, 3, NPY_DOUBLE, in) < 0)
-        return NULL;
-    int need_x = PyObject_IsTrue(args[4]);
-    if (need_x < 0 || vg_parse_shape(op, "bshape", args[3], &bshape) < 0)
+    vg_call c;
+    PyArrayObject *go, *w, *x, *gb;
+    npy_intp bdims[NPY_MAXDIMS];
+    int bndim, need_x;
+    if (vg_begin(&c, module, "Affine backward", args, nargs, 5, 2, VG_MIXED_OK | VG_AS_GIVEN) < 0 ||
+        (x = affine_input(&c, args[2])) == NULL || vg_arg_bool(&c, 4, &need_x) < 0 ||
+        vg_arg_shape(&c, 3, "bshape", -1, bdims, &bndim) < 0)
         goto done;
-    if (vg_check_ndim(op, "the upstream gradient", in[0], 2) < 0 || vg_check_ndim(op, "the weights", in[1], 2) < 0 ||
-        vg_check_ndim(op, "the input", in[2], 2) < 0 ||
-        check_columns(op, "the input", in[2], PyArray_DIM(in[1], 1)) < 0 ||
-        check_columns(op, "the upstream gradient", in[0], PyArray_DIM(in[1], 0)) < 0)
+    go = c.in[0], w = c.in[1];
+    if (vg_check_ndim(c.op, "the upstream gradient", go, 2) < 0 || vg_check_ndim(c.op, "the weights", w, 2) < 0 ||
+        vg_check_ndim(c.op, "the input", x, 2) < 0 || check_columns(c.op, "the input", x, PyArray_DIM(w, 1)) < 0 ||
+        check_columns(c.op, "the upstream gradient", go, PyArray_DIM(w, 0)) < 0)
         goto done;
-    npy_intp n = PyArray_DIM(in[0], 0), m = PyArray_DIM(in[0], 1);
-    if (PyArray_DIM(in[2], 0) != n) {
-        PyErr_Format(PyExc_ValueError, "%s: the upstream gradient has %zd rows, the input %zd", op, (Py_ssize_t)n,
-                     (Py_ssize_t)PyArray_DIM(in[2], 0));
+    const npy_intp n = PyArray_DIM(go, 0), m = PyArray_DIM(go, 1);
+    if (PyArray_DIM(x, 0) != n) {
+        vg_shape_error(c.op, "the upstream gradient %s and the input %s have different numbers of rows",
+                       VG_SHAPE(go), VG_SHAPE(x));
         goto done;
     }
-    npy_intp bsize = 1;
-    for (int i = 0; i < bshape.len; i++)
-        bsize *= bshape.ptr[i];
+    npy_intp bsize = 1; /* (vg_arg_shape checked that the product fits) */
+    for (int i = 0; i < bndim; i++)
+        bsize *= bdims[i];
     if (bsize != m) {
-        PyErr_Format(PyExc_ValueError, "%s: bshape %R does not hold the %zd biases", op, args[3], (Py_ssize_t)m);
+        vg_shape_error(c.op, "bshape %s does not hold the %zd biases", VG_DIMS(bndim, bdims), (Py_ssize_t)m);
         goto done;
     }
     /* the gradient BatchMM and Expand receive in vugrad: C-ordered, of its own dtype (the bias's gradient,
        go.sum(axis=0), keeps it; the products promote as np.matmul does) */
-    int tg = vg_compute_type(op, args, 1);
-    if (tg < 0 || (go = vg_as_contiguous(op, args[0], tg)) == NULL ||
-        (gw = vg_matmul(module, op, (PyObject *)go, 1, args[2], 0)) == NULL ||
-        (gb = vg_empty(op, bshape.len, bshape.ptr, tg)) == NULL)
+    const int tg = vg_compute_type(c.op, args, 1);
+    PyObject *go_c;
+    if (tg < 0 || (go_c = vg_keep(&c, vg_as_contiguous(c.op, args[0], tg))) == NULL ||
+        vg_result(&c, vg_matmul(module, c.op, go_c, 1, args[2], 0)) == NULL ||
+        (gb = vg_output_of(&c, bndim, bdims, tg)) == NULL)
         goto done;
-    const vg_loops *L = &vg_numpy(module)->loops;
-    if (tg == NPY_FLOAT)
-        vg_sum_middle_axis_f32(L, PyArray_DATA(gb), PyArray_DATA(go), 1, n, m);
-    else
-        vg_sum_middle_axis_f64(L, PyArray_DATA(gb), PyArray_DATA(go), 1, n, m);
-    if (need_x) {
-        if ((gx = vg_matmul(module, op, (PyObject *)go, 0, args[1], 0)) == NULL)
-            goto done;
-    }
-    else
-        gx = Py_NewRef(Py_None);
-    result = PyTuple_Pack(3, gw, (PyObject *)gb, gx);
+    PyThreadState *gil = vg_release_gil(n * m);
+    VG_CALL(tg, vg_sum_middle_axis, &vg_numpy(module)->loops, PyArray_DATA(gb), PyArray_DATA((PyArrayObject *)go_c),
+            1, n, m);
+    vg_restore_gil(gil);
+    vg_result(&c, need_x ? vg_matmul(module, c.op, go_c, 0, args[1], 0) : Py_NewRef(Py_None));
 done:
-    PyDimMem_FREE(bshape.ptr);
-    vg_release(in, 3);
-    Py_XDECREF(go);
-    Py_XDECREF(gw);
-    Py_XDECREF(gb);
-    Py_XDECREF(gx);
-    return result;
+    return vg_finish(&c);
 }
 
 /* logsoftmax_forward(x) -> (y, expd, sumd, idxs) */
 VG_BOUNDARY(logsoftmax_forward)
 {
-    const char *op = "LogSoftmax";
-    PyArrayObject *x = NULL, *out[5] = {NULL, NULL, NULL, NULL, NULL}; /* y, expd, sumd, idxs, lse */
-    PyObject *result = NULL;
-    int t;
-    if (vg_check_nargs(op, nargs, 1) < 0 || (t = vg_compute_type_exact(module, op, args, 1, VG_MIXED_OK)) < 0 ||
-        (x = vg_as_contiguous(op, args[0], t)) == NULL)
-        return NULL;
-    if (vg_check_ndim(op, "the input", x, 2) < 0)
+    vg_call c;
+    PyArrayObject *x, *y, *expd, *sumd, *idxs, *lse;
+    if (vg_begin(&c, module, "LogSoftmax", args, nargs, 1, 1, VG_MIXED_OK) < 0 ||
+        vg_check_ndim(c.op, "the input", c.in[0], 2) < 0)
         goto done;
+    x = c.in[0];
     npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
     if (cols == 0 && rows > 0) {
-        PyErr_Format(PyExc_ValueError, "%s: the rows of a (%zd, 0) input are empty", op, (Py_ssize_t)rows);
+        vg_shape_error(c.op, "the rows of a %s input are empty", VG_SHAPE(x));
         goto done;
     }
-    if (t == NPY_DOUBLE && PyArray_Check(args[0]) && !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)args[0])) {
-        vg_decline(module, op, "NumPy lays exp(x - max) out, and sums it, in the order of x's memory layout");
+    if (c.type == NPY_DOUBLE && PyArray_Check(args[0]) && !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)args[0])) {
+        vg_decline(module, c.op, "NumPy lays exp(x - max) out, and sums it, in the order of x's memory layout");
         goto done;
     }
-    if ((out[0] = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL ||
-        (out[1] = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (out[2] = vg_empty(op, 1, &rows, t)) == NULL ||
-        (out[3] = vg_empty(op, 1, &rows, NPY_INTP)) == NULL || (out[4] = vg_empty(op, 1, &rows, t)) == NULL)
+    if ((y = vg_output(&c, 2, PyArray_DIMS(x))) == NULL || (expd = vg_output(&c, 2, PyArray_DIMS(x))) == NULL ||
+        (sumd = vg_output(&c, 1, &rows)) == NULL || (idxs = vg_output_of(&c, 1, &rows, NPY_INTP)) == NULL ||
+        (lse = vg_scratch_array(&c, 1, &rows)) == NULL)
         goto done;
-    const vg_loops *L = &vg_numpy(module)->loops;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
-    if (t == NPY_FLOAT)
-        logsoftmax_forward_f32(L, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
-                               PyArray_DATA(out[4]), PyArray_DATA(out[3]), PyArray_DATA(x), rows, cols);
-    else
-        logsoftmax_forward_f64(L, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
-                               PyArray_DATA(out[4]), PyArray_DATA(out[3]), PyArray_DATA(x), rows, cols);
-    NPY_END_THREADS;
-    result = PyTuple_Pack(4, out[0], out[1], out[2], out[3]);
+    PyThreadState *gil = vg_release_gil(rows * cols);
+    VG_CALL(c.type, logsoftmax_forward, &vg_numpy(module)->loops, PyArray_DATA(y), PyArray_DATA(expd),
+            PyArray_DATA(sumd), PyArray_DATA(lse), PyArray_DATA(idxs), PyArray_DATA(x), rows, cols);
+    vg_restore_gil(gil);
 done:
-    Py_XDECREF(x);
-    vg_release(out, 5);
-    return result;
+    return vg_finish(&c);
 }
 
 /* logsoftmax_backward(go, expd, sumd, idxs) -> gx */
 VG_BOUNDARY(logsoftmax_backward)
 {
-    const char *op = "LogSoftmax backward";
-    PyArrayObject *in[3], *idxs = NULL, *gx = NULL; /* go, expd, sumd */
-    int t;
-    if (vg_check_nargs(op, nargs, 4) < 0 || (t = vg_prepare_exact(module, op, args, 3, in, VG_SAME_FLOAT)) < 0)
-        return NULL;
-    if (vg_check_ndim(op, "expd", in[1], 2) < 0 ||
-        vg_check_same_shape(op, "the upstream gradient and expd", "", in[0], in[1]) < 0)
+    vg_call c;
+    PyArrayObject *go, *expd, *sumd, *gx;
+    const npy_intp *idxs;
+    if (vg_begin(&c, module, "LogSoftmax backward", args, nargs, 4, 3, VG_SAME_FLOAT) < 0)
         goto done;
-    npy_intp rows = PyArray_DIM(in[1], 0), cols = PyArray_DIM(in[1], 1);
-    if (PyArray_SIZE(in[2]) != rows) {
-        PyErr_Format(PyExc_ValueError, "%s: sumd must hold one sum per row (%zd), got %zd elements", op,
-                     (Py_ssize_t)rows, (Py_ssize_t)PyArray_SIZE(in[2]));
+    go = c.in[0], expd = c.in[1], sumd = c.in[2];
+    if (vg_check_ndim(c.op, "expd", expd, 2) < 0 ||
+        vg_check_same_shape(c.op, "the upstream gradient and expd", "", go, expd) < 0)
+        goto done;
+    const npy_intp rows = PyArray_DIM(expd, 0), cols = PyArray_DIM(expd, 1);
+    if (PyArray_SIZE(sumd) != rows) {
+        vg_shape_error(c.op, "sumd must hold one sum per row (%zd), got shape %s", (Py_ssize_t)rows,
+                       VG_SHAPE(sumd));
         goto done;
     }
-    if ((idxs = vg_row_indices(op, args[3], rows, cols)) == NULL ||
-        (gx = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
+    if ((idxs = vg_arg_indices(&c, 3, "idxs", rows, cols, VG_INDEX_WRAP)) == NULL ||
+        (gx = vg_output(&c, 2, PyArray_DIMS(expd))) == NULL)
         goto done;
     if (rows * cols == 0) /* an empty gradient: nothing to compute, whatever the number of (empty) rows */
         goto done;
-    const vg_loops *L = &vg_numpy(module)->loops;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
-    if (t == NPY_FLOAT)
-        logsoftmax_backward_f32(L, PyArray_DATA(gx), PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]),
-                                PyArray_DATA(idxs), rows, cols);
-    else
-        logsoftmax_backward_f64(L, PyArray_DATA(gx), PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]),
-                                PyArray_DATA(idxs), rows, cols);
-    NPY_END_THREADS;
+    PyThreadState *gil = vg_release_gil(rows * cols);
+    VG_CALL(c.type, logsoftmax_backward, &vg_numpy(module)->loops, PyArray_DATA(gx), PyArray_DATA(go),
+            PyArray_DATA(expd), PyArray_DATA(sumd), idxs, rows, cols);
+    vg_restore_gil(gil);
 done:
-    vg_release(in, 3);
-    Py_XDECREF(idxs);
-    return (PyObject *)gx;
+    return vg_finish(&c);
 }
 
 /* logceloss_forward(logprobs, targets) -> np.asarray(logprobs[arange, targets].sum()) * -1.0 */
 VG_BOUNDARY(logceloss_forward)
 {
-    const char *op = "LogCELoss";
-    PyArrayObject *lp, *targets = NULL, *picked = NULL, *loss = NULL;
-    int t;
-    if (vg_check_nargs(op, nargs, 2) < 0 || (t = vg_prepare_exact(module, op, args, 1, &lp, VG_MIXED_OK)) < 0)
-        return NULL;
-    if (vg_check_ndim(op, "the log-probabilities", lp, 2) < 0)
+    vg_call c;
+    PyArrayObject *lp, *picked, *loss;
+    const npy_intp *targets;
+    if (vg_begin(&c, module, "LogCELoss", args, nargs, 2, 1, VG_MIXED_OK) < 0 ||
+        vg_check_ndim(c.op, "the log-probabilities", c.in[0], 2) < 0)
         goto done;
+    lp = c.in[0];
     npy_intp rows = PyArray_DIM(lp, 0), cols = PyArray_DIM(lp, 1);
-    if ((targets = vg_row_indices(op, args[1], rows, cols)) == NULL ||
-        (picked = vg_empty(op, 1, &rows, t)) == NULL || (loss = vg_empty(op, 0, NULL, t)) == NULL)
+    if ((targets = vg_arg_indices(&c, 1, "targets", rows, cols, VG_INDEX_WRAP)) == NULL ||
+        (loss = vg_output(&c, 0, NULL)) == NULL || (picked = vg_scratch_array(&c, 1, &rows)) == NULL)
         goto done;
-    const vg_loops *L = &vg_numpy(module)->loops;
-    if (t == NPY_FLOAT)
-        *(float *)PyArray_DATA(loss) =
-            logceloss_forward_f32(L, PyArray_DATA(picked), PyArray_DATA(lp), PyArray_DATA(targets), rows, cols);
-    else
-        *(double *)PyArray_DATA(loss) =
-            logceloss_forward_f64(L, PyArray_DATA(picked), PyArray_DATA(lp), PyArray_DATA(targets), rows, cols);
+    PyThreadState *gil = vg_release_gil(rows);
+    VG_CALL(c.type, logceloss_forward, &vg_numpy(module)->loops, PyArray_DATA(loss), PyArray_DATA(picked),
+            PyArray_DATA(lp), targets, rows, cols);
+    vg_restore_gil(gil);
 done:
-    Py_DECREF(lp);
-    Py_XDECREF(targets);
-    Py_XDECREF(picked);
-    return (PyObject *)loss;
+    return vg_finish(&c);
 }
 
-/* logceloss_backward(go, targets, shape) */
+/* logceloss_backward(go, targets, shape) -> zeros of shape with go * -1.0 at (i, targets[i]) */
 VG_BOUNDARY(logceloss_backward)
 {
-    const char *op = "LogCELoss backward";
-    PyArrayObject *go, *targets = NULL, *glp = NULL;
-    npy_intp dims[2];
-    PyArray_Dims shape = {NULL, 0};
-    int t;
-    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare_exact(module, op, args, 1, &go, VG_MIXED_OK)) < 0)
-        return NULL;
+    vg_call c;
+    PyArrayObject *go, *glp;
+    const npy_intp *targets;
+    npy_intp dims[NPY_MAXDIMS];
+    if (vg_begin(&c, module, "LogCELoss backward", args, nargs, 3, 1, VG_MIXED_OK) < 0)
+        goto done;
+    go = c.in[0];
     if (PyArray_SIZE(go) != 1) {
-        PyErr_Format(PyExc_ValueError, "%s: the upstream gradient must be a scalar, got %zd elements", op,
-                     (Py_ssize_t)PyArray_SIZE(go));
+        vg_shape_error(c.op, "the upstream gradient must be a scalar, got shape %s", VG_SHAPE(go));
         goto done;
     }
-    if (vg_parse_shape(op, "shape", args[2], &shape) < 0)
+    if (vg_arg_shape(&c, 2, "shape", 2, dims, NULL) < 0 ||
+        (targets = vg_arg_indices(&c, 1, "targets", dims[0], dims[1], VG_INDEX_WRAP)) == NULL ||
+        (glp = vg_output_zeros(&c, 2, dims)) == NULL)
         goto done;
-    if (shape.len != 2) {
-        PyErr_Format(PyExc_ValueError, "%s: shape must have 2 dimensions, got %R", op, args[2]);
-        goto done;
-    }
-    dims[0] = shape.ptr[0];
-    dims[1] = shape.ptr[1];
-    if ((targets = vg_row_indices(op, args[1], dims[0], dims[1])) == NULL ||
-        (glp = vg_zeros(op, 2, dims, t)) == NULL)
-        goto done;
-    if (t == NPY_FLOAT)
-        logceloss_backward_f32(PyArray_DATA(glp), *(float *)PyArray_DATA(go), PyArray_DATA(targets), dims[0],
-                               dims[1]);
-    else
-        logceloss_backward_f64(PyArray_DATA(glp), *(double *)PyArray_DATA(go), PyArray_DATA(targets), dims[0],
-                               dims[1]);
+    PyThreadState *gil = vg_release_gil(dims[0]);
+    VG_CALL(c.type, logceloss_backward, PyArray_DATA(glp), PyArray_DATA(go), targets, dims[0], dims[1]);
+    vg_restore_gil(gil);
 done:
-    PyDimMem_FREE(shape.ptr);
-    Py_DECREF(go);
-    Py_XDECREF(targets);
-    return (PyObject *)glp;
+    return vg_finish(&c);
 }

@@ -10,112 +10,92 @@
  * pick differently, so this is what makes float64 products bit-identical to vugrad's. The process keeps one
  * BLAS and one thread pool, NumPy's. Here the boundary only checks the shapes (so that errors name the op)
  * and the dtypes: others than float32/float64 go to the op's Reference (np.matmul of integers stays integer).
+ * There are no kernels of our own: each boundary function is one vg_call (vgrad.h) around vg_matmul
+ * (npyloops.c), the one way vgrad multiplies matrices.
  */
 #include "vgrad.h"
 
-/* ValueError unless dimension da of a equals dimension db of b. */
+/* The operands as given (ndarrays are not copied), their dtypes checked (declining those the op's Reference
+   computes), each a matrix: vg_begin for the n arguments of a product; `names` says what each one is. */
+static int begin_product(vg_call *c, PyObject *module, const char *op, const char *const *names,
+                         PyObject *const *args, Py_ssize_t nargs, int n)
+{
+    if (vg_begin(c, module, op, args, nargs, n, n, VG_MIXED_OK | VG_AS_GIVEN) < 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (vg_check_ndim(op, names[i], c->in[i], 2) < 0)
+            return -1;
+    return 0;
+}
+
+/* ValueError unless dimension da of a equals dimension db of b; `what` says which must agree. */
 static int check_match(const char *op, const char *what, PyArrayObject *a, int da, PyArrayObject *b, int db)
 {
     if (PyArray_DIM(a, da) == PyArray_DIM(b, db))
         return 0;
-    PyObject *sa = PyArray_IntTupleFromIntp(2, PyArray_DIMS(a));
-    PyObject *sb = PyArray_IntTupleFromIntp(2, PyArray_DIMS(b));
-    if (sa && sb)
-        PyErr_Format(PyExc_ValueError, "%s: shapes %S and %S do not fit: %s", op, sa, sb, what);
-    Py_XDECREF(sa);
-    Py_XDECREF(sb);
-    return -1;
+    return vg_shape_error(op, "shapes %s and %s do not fit: %s", VG_SHAPE(a), VG_SHAPE(b), what);
 }
 
-/* Check n operands: dtypes (declining those the op's Reference computes) and that each is a matrix. out[]
-   gets them as arrays (no copy for arrays) for the shape checks; the products use them as they are. */
-static int prepare_matrices(PyObject *module, const char *op, const char *const *names, PyObject *const *args,
-                            Py_ssize_t nargs, int n, PyArrayObject **out)
-{
-    for (int i = 0; i < n; i++)
-        out[i] = NULL;
-    if (vg_check_nargs(op, nargs, n) < 0 || vg_compute_type_exact(module, op, args, n, VG_MIXED_OK) < 0)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        out[i] = PyArray_Check(args[i]) ? (PyArrayObject *)Py_NewRef(args[i])
-                                        : vg_as_contiguous(op, args[i], vg_compute_type(op, args, n));
-        if (out[i] == NULL || vg_check_ndim(op, names[i], out[i], 2) < 0) {
-            vg_release(out, n);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Pack two new references into a tuple, stealing them (NULL if either is NULL). */
-static PyObject *pair(PyObject *x, PyObject *y)
-{
-    PyObject *t = (x && y) ? PyTuple_Pack(2, x, y) : NULL;
-    Py_XDECREF(x);
-    Py_XDECREF(y);
-    return t;
-}
-
-#define A(i) ((PyObject *)in[i])
-
-/* np.matmul(a, b) */
+/* matmul_forward(a, b) -> np.matmul(a, b) */
 VG_BOUNDARY(matmul_forward)
 {
     static const char *const names[] = {"a", "b"};
-    PyArrayObject *in[2];
-    if (prepare_matrices(module, "MatrixMultiply", names, args, nargs, 2, in) < 0)
-        return NULL;
-    PyObject *c = NULL;
-    if (check_match("MatrixMultiply", "a's columns must equal b's rows", in[0], 1, in[1], 0) == 0)
-        c = vg_matmul(module, "MatrixMultiply", A(0), 0, A(1), 0);
-    vg_release(in, 2);
-    return c;
+    vg_call c;
+    if (begin_product(&c, module, "MatrixMultiply", names, args, nargs, 2) < 0 ||
+        check_match(c.op, "a's columns must equal b's rows", c.in[0], 1, c.in[1], 0) < 0)
+        goto done;
+    PyObject *a = (PyObject *)c.in[0], *b = (PyObject *)c.in[1];
+    vg_result(&c, vg_matmul(module, c.op, a, 0, b, 0));
+done:
+    return vg_finish(&c);
 }
 
-/* (np.matmul(go, b.T), np.matmul(a.T, go)) */
+/* matmul_backward(go, a, b) -> (np.matmul(go, b.T), np.matmul(a.T, go)) */
 VG_BOUNDARY(matmul_backward)
 {
     static const char *const names[] = {"the upstream gradient", "a", "b"};
-    PyArrayObject *in[3]; /* go, a, b */
-    const char *op = "MatrixMultiply backward";
-    if (prepare_matrices(module, op, names, args, nargs, 3, in) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    if (check_match(op, "a's columns must equal b's rows", in[1], 1, in[2], 0) == 0 &&
-        check_match(op, "go needs a's rows", in[0], 0, in[1], 0) == 0 &&
-        check_match(op, "go needs b's columns", in[0], 1, in[2], 1) == 0)
-        result = pair(vg_matmul(module, op, A(0), 0, A(2), 1), vg_matmul(module, op, A(1), 1, A(0), 0));
-    vg_release(in, 3);
-    return result;
+    vg_call c;
+    if (begin_product(&c, module, "MatrixMultiply backward", names, args, nargs, 3) < 0 ||
+        check_match(c.op, "a's columns must equal b's rows", c.in[1], 1, c.in[2], 0) < 0 ||
+        check_match(c.op, "go needs a's rows", c.in[0], 0, c.in[1], 0) < 0 ||
+        check_match(c.op, "go needs b's columns", c.in[0], 1, c.in[2], 1) < 0)
+        goto done;
+    PyObject *go = (PyObject *)c.in[0], *a = (PyObject *)c.in[1], *b = (PyObject *)c.in[2];
+    if (vg_result(&c, vg_matmul(module, c.op, go, 0, b, 1)) == NULL)
+        goto done;
+    vg_result(&c, vg_matmul(module, c.op, a, 1, go, 0));
+done:
+    return vg_finish(&c);
 }
 
-/* np.matmul(vectors, matrix.T) */
+/* batchmm_forward(matrix, vectors) -> np.matmul(vectors, matrix.T) */
 VG_BOUNDARY(batchmm_forward)
 {
     static const char *const names[] = {"the matrix", "the vectors"};
-    PyArrayObject *in[2]; /* matrix, vectors */
-    if (prepare_matrices(module, "BatchMM", names, args, nargs, 2, in) < 0)
-        return NULL;
-    PyObject *y = NULL;
-    if (check_match("BatchMM", "the matrix's columns must equal the vectors' length", in[0], 1, in[1], 1) == 0)
-        y = vg_matmul(module, "BatchMM", A(1), 0, A(0), 1);
-    vg_release(in, 2);
-    return y;
+    vg_call c;
+    if (begin_product(&c, module, "BatchMM", names, args, nargs, 2) < 0 ||
+        check_match(c.op, "the matrix's columns must equal the vectors' length", c.in[0], 1, c.in[1], 1) < 0)
+        goto done;
+    PyObject *matrix = (PyObject *)c.in[0], *vectors = (PyObject *)c.in[1];
+    vg_result(&c, vg_matmul(module, c.op, vectors, 0, matrix, 1));
+done:
+    return vg_finish(&c);
 }
 
-/* (np.matmul(go.T, vectors), np.matmul(go, matrix)) */
+/* batchmm_backward(go, matrix, vectors) -> (np.matmul(go.T, vectors), np.matmul(go, matrix)) */
 VG_BOUNDARY(batchmm_backward)
 {
     static const char *const names[] = {"the upstream gradient", "the matrix", "the vectors"};
-    PyArrayObject *in[3]; /* go, matrix, vectors */
-    const char *op = "BatchMM backward";
-    if (prepare_matrices(module, op, names, args, nargs, 3, in) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    if (check_match(op, "the matrix's columns must equal the vectors' length", in[1], 1, in[2], 1) == 0 &&
-        check_match(op, "go needs one row per vector", in[0], 0, in[2], 0) == 0 &&
-        check_match(op, "go needs one column per matrix row", in[0], 1, in[1], 0) == 0)
-        result = pair(vg_matmul(module, op, A(0), 1, A(2), 0), vg_matmul(module, op, A(0), 0, A(1), 0));
-    vg_release(in, 3);
-    return result;
+    vg_call c;
+    if (begin_product(&c, module, "BatchMM backward", names, args, nargs, 3) < 0 ||
+        check_match(c.op, "the matrix's columns must equal the vectors' length", c.in[1], 1, c.in[2], 1) < 0 ||
+        check_match(c.op, "go needs one row per vector", c.in[0], 0, c.in[2], 0) < 0 ||
+        check_match(c.op, "go needs one column per matrix row", c.in[0], 1, c.in[1], 0) < 0)
+        goto done;
+    PyObject *go = (PyObject *)c.in[0], *matrix = (PyObject *)c.in[1], *vectors = (PyObject *)c.in[2];
+    if (vg_result(&c, vg_matmul(module, c.op, go, 1, vectors, 0)) == NULL)
+        goto done;
+    vg_result(&c, vg_matmul(module, c.op, go, 0, matrix, 0));
+done:
+    return vg_finish(&c);
 }

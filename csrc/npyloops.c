@@ -1,6 +1,6 @@
 /*
  * npyloops.c — NumPy's own code, called from the kernels, so that float64 results are NumPy's (and so
- * vugrad's) bit for bit; and the fallback of the built-in ops to their NumPy Reference.
+ * vugrad's) bit for bit; and with_reference, the fallback of the built-in ops to their NumPy Reference.
  *
  * Why NumPy's own loops: np.exp and np.log run NumPy's vectorised implementations (AVX-512/SVML here), which
  * round differently from libm or any exp of ours in ~10% of cases; np.sum adds with its own pairwise
@@ -15,14 +15,15 @@
  *     reduction starts the result at add's identity 0 and calls the loop once per run of the reduced axis
  *     when that axis is the innermost one of a contiguous array (np.sum of a vector, of a whole contiguous
  *     array, of each row of a C-ordered matrix); vg_sum does exactly that. Other layouts go to np.add.reduce.
+ *   - matmul: np.matmul's inner loop for two matrices, called as NumPy's gufunc machinery calls it, which
+ *     makes the BLAS call (or runs the loop) np.matmul would make (vg_matmul).
  * The loops are plain C functions that need no GIL; the ufunc objects stay referenced by the module state,
- * which keeps the loops alive.
+ * which keeps the loops alive. (Gradients: none here; these are the pieces the ops' kernels are made of.)
  *
  * The fallback: each built-in op's forward and backward in ops.py is a with_reference object (defined
  * below) holding the C-backed method and the Reference's. A kernel declines with vgrad._C.UseReference when
- * it gets a dtype it does not compute (anything but float32/float64: the Reference then follows NumPy's
- * dtype rules, e.g. int64 + int64 stays int64) or a float64 layout whose NumPy evaluation order it does not
- * reproduce; with_reference then calls the Reference with the same arguments.
+ * it gets a dtype it does not compute or a float64 layout whose NumPy evaluation order it does not
+ * reproduce (convert.c's rule); with_reference then calls the Reference with the same arguments.
  */
 #define PY_UFUNC_UNIQUE_SYMBOL vgrad_UFUNC_API
 #include "vgrad.h"
@@ -83,16 +84,8 @@ void vg_log_array_f32(const vg_loops *L, float *y, const float *x, npy_intp n)
         y[i] = logf(x[i]);
 }
 
-#define T float
-#define SFX f32
-#include "npyloops_sum.h"
-#undef T
-#undef SFX
-#define T double
-#define SFX f64
-#include "npyloops_sum.h"
-#undef T
-#undef SFX
+#define VG_TEMPLATE "npyloops_sum.h"
+#include "instantiate.h"
 
 /* The loop NumPy selects for these types (type numbers, inputs then outputs): the first match in the
    ufunc's table. */
@@ -188,113 +181,6 @@ void vg_numpy_state_clear(PyObject *module)
     Py_CLEAR(st->use_reference);
 }
 
-/* ---- declining, and the layouts the kernels take ------------------------------------------------------- */
-
-int vg_decline(PyObject *module, const char *op, const char *why)
-{
-    PyErr_Format(vg_numpy(module)->use_reference, "%s: %s; the op's NumPy Reference computes it", op, why);
-    return -1;
-}
-
-/* The dtype NumPy sees for obj if it is an array or a NumPy scalar (a new reference), else NULL. */
-static PyArray_Descr *numpy_dtype(PyObject *obj)
-{
-    if (PyArray_Check(obj)) {
-        PyArray_Descr *d = PyArray_DESCR((PyArrayObject *)obj);
-        Py_INCREF(d);
-        return d;
-    }
-    if (PyArray_IsScalar(obj, Generic))
-        return PyArray_DescrFromScalar(obj);
-    return NULL;
-}
-
-int vg_compute_type_exact(PyObject *module, const char *op, PyObject *const *objs, int n, int mixing)
-{
-    int singles = 0, doubles = 0;
-    for (int i = 0; i < n; i++) {
-        PyArray_Descr *d = numpy_dtype(objs[i]);
-        if (d == NULL) {
-            /* a Python number or list: computed in float64 (as np.asarray gives it, for floats) */
-            PyObject *a = PyArray_FROM_O(objs[i]);
-            if (a == NULL)
-                PyErr_Clear(); /* vg_compute_type says what is wrong with it */
-            else if (PyTypeNum_ISNUMBER(PyArray_TYPE((PyArrayObject *)a)) &&
-                     !PyTypeNum_ISCOMPLEX(PyArray_TYPE((PyArrayObject *)a)))
-                doubles++;
-            Py_XDECREF(a);
-            continue;
-        }
-        int t = d->type_num;
-        if (PyTypeNum_ISBOOL(t) || PyTypeNum_ISINTEGER(t) || t == NPY_HALF || t == NPY_LONGDOUBLE) {
-            PyErr_Format(vg_numpy(module)->use_reference,
-                         "%s: the kernel computes float32 and float64, not %S; the op's NumPy Reference "
-                         "computes it", op, (PyObject *)d);
-            Py_DECREF(d);
-            return -1;
-        }
-        singles += t == NPY_FLOAT;
-        doubles += t == NPY_DOUBLE;
-        Py_DECREF(d);
-    }
-    if (mixing == VG_SAME_FLOAT && singles && doubles) {
-        vg_decline(module, op, "its formula mixes float32 and float64 arrays, which NumPy promotes operation by "
-                               "operation");
-        return -1;
-    }
-    return vg_compute_type(op, objs, n);
-}
-
-static int prepare(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out, int mixing,
-                   int fortran)
-{
-    for (int i = 0; i < n; i++)
-        out[i] = NULL;
-    int typenum = vg_compute_type_exact(module, op, objs, n, mixing);
-    if (typenum < 0)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        if ((out[i] = vg_as_contiguous_order(op, objs[i], typenum, fortran)) == NULL) {
-            vg_release(out, i);
-            return -1;
-        }
-    }
-    return typenum;
-}
-
-int vg_prepare_exact(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out, int mixing)
-{
-    return prepare(module, op, objs, n, out, mixing, 0);
-}
-
-int vg_prepare_elementwise(PyObject *module, const char *op, PyObject *const *objs, int n, PyArrayObject **out,
-                           int mixing, int *fortran)
-{
-    int f = 1, only_fortran = 0;
-    for (int i = 0; i < n && f; i++) {
-        f = PyArray_Check(objs[i]) && PyArray_IS_F_CONTIGUOUS((PyArrayObject *)objs[i]);
-        only_fortran |= f && !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)objs[i]);
-    }
-    *fortran = f && only_fortran;
-    return prepare(module, op, objs, n, out, mixing, *fortran);
-}
-
-int vg_is_plain_c(PyObject *obj, int typenum)
-{
-    if (!PyArray_Check(obj))
-        return 0;
-    PyArrayObject *a = (PyArrayObject *)obj;
-    return PyArray_TYPE(a) == typenum && PyArray_ISCARRAY_RO(a) && PyArray_ISNOTSWAPPED(a);
-}
-
-int vg_is_plain_f(PyObject *obj, int typenum)
-{
-    if (!PyArray_Check(obj))
-        return 0;
-    PyArrayObject *a = (PyArrayObject *)obj;
-    return PyArray_TYPE(a) == typenum && PyArray_ISFARRAY_RO(a) && PyArray_ISNOTSWAPPED(a);
-}
-
 /* ---- calling the ufuncs themselves ------------------------------------------------------------------- */
 
 /* NumPy gives a scalar where the result is 0-d; the ops return arrays. Steals r. */
@@ -375,10 +261,12 @@ static PyObject *matmul_by_loop(const char *op, const vg_loops *L, int t, char *
                                m == 1 ? 0 : PyArray_STRIDE(c, 0), p == 1 ? 0 : PyArray_STRIDE(c, 1)};
     char *args[3] = {a, b, PyArray_BYTES(c)};
     const vg_loop *loop = t == NPY_FLOAT ? &L->matmul_f32 : &L->matmul_f64;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(m * n * p);
+    npy_intp work; /* multiply-adds, for the GIL rule; a product too large to count is large */
+    if (__builtin_mul_overflow(m, n, &work) || __builtin_mul_overflow(work, p, &work))
+        work = NPY_MAX_INTP;
+    PyThreadState *gil = vg_release_gil(work);
     loop->fn(args, loop_dims, steps, loop->data);
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
     if (PyErr_Occurred()) { /* the loop's MemoryError, when a scratch copy failed */
         Py_DECREF(c);
         return NULL;

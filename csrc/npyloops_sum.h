@@ -1,6 +1,5 @@
 /*
- * npyloops_sum.h — vg_sum for one element type: included by npyloops.c with T float, SFX f32 and with
- * T double, SFX f64 (see VG_T in vgrad.h).
+ * npyloops_sum.h — vg_sum for one element type T (instantiated by npyloops.c through instantiate.h).
  */
 
 /* x: n contiguous elements -> their sum as np.sum adds them: the result starts at add's identity 0 and

@@ -11,314 +11,197 @@
  * would give it, for the layouts where those runs are the rows (C-contiguous, aligned, native; for Sum
  * also Fortran order); for other layouts np.add.reduce itself sums the array as given, and Normalize's
  * backward, whose NumPy order depends on how go and x are laid out, declines to the Reference. RowMax
- * follows np.argmax: the first maximum wins, and a NaN counts as the maximum (the first NaN in a row is
- * taken). Dtypes other than float32/float64 are declined (the Reference keeps NumPy's dtypes).
+ * follows the rule for maxima (vgrad.h), np.argmax's: the first maximum wins, and a NaN counts as the
+ * maximum (the first NaN in a row is taken). Dtypes other than float32/float64 are declined (the Reference
+ * keeps NumPy's dtypes). Each boundary function is one vg_call (vgrad.h).
  */
 #include "vgrad.h"
 
 /* ---- kernels ------------------------------------------------------------------------------------- */
 
-/* The CNN kernels' pairwise sum (conv.c, nn.c). */
-#define DEFINE_PAIRWISE_SUM(T, S)                                                                       \
-    T vg_pairwise_sum_##S(const T *x, npy_intp n)                                                       \
-    {                                                                                                   \
-        if (n < 8) {                                                                                    \
-            T r = 0;                                                                                    \
-            for (npy_intp i = 0; i < n; i++)                                                            \
-                r += x[i];                                                                              \
-            return r;                                                                                   \
-        }                                                                                               \
-        if (n <= 128) { /* eight running sums, added as a balanced tree at the end */                   \
-            T r[8];                                                                                     \
-            for (int k = 0; k < 8; k++)                                                                 \
-                r[k] = x[k];                                                                            \
-            npy_intp i;                                                                                 \
-            for (i = 8; i < n - (n % 8); i += 8)                                                        \
-                for (int k = 0; k < 8; k++)                                                             \
-                    r[k] += x[i + k];                                                                   \
-            T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));                  \
-            for (; i < n; i++)                                                                          \
-                res += x[i];                                                                            \
-            return res;                                                                                 \
-        }                                                                                               \
-        npy_intp half = n / 2;                                                                          \
-        half -= half % 8;                                                                               \
-        return vg_pairwise_sum_##S(x, half) + vg_pairwise_sum_##S(x + half, n - half);                  \
-    }
-VG_INSTANTIATE(DEFINE_PAIRWISE_SUM)
-
-#define T float
-#define SFX f32
-#include "reduce_kernels.h"
-#undef T
-#undef SFX
-#define T double
-#define SFX f64
-#include "reduce_kernels.h"
-#undef T
-#undef SFX
+#define VG_TEMPLATE "reduce_kernels.h"
+#include "instantiate.h"
 
 /* ---- boundary ------------------------------------------------------------------------------------ */
 
-/* Sum: x.sum() */
+/* sum_forward(x) -> x.sum() as a 0-d array */
 VG_BOUNDARY(sum_forward)
 {
-    int t;
-    if (vg_check_nargs("Sum", nargs, 1) < 0 || (t = vg_compute_type_exact(module, "Sum", args, 1, VG_MIXED_OK)) < 0)
-        return NULL;
-    PyArrayObject *x;
-    if (vg_is_plain_c(args[0], t) || vg_is_plain_f(args[0], t)) /* summed in memory order, as np.sum does */
-        x = (PyArrayObject *)Py_NewRef(args[0]);
-    else if (PyArray_Check(args[0]))
-        return vg_add_reduce(module, args[0], -1, 0);
-    else if ((x = vg_as_contiguous("Sum", args[0], t)) == NULL)
-        return NULL;
-    PyArrayObject *y = vg_empty("Sum", 0, NULL, t);
-    if (y != NULL) {
-        const vg_loops *L = &vg_numpy(module)->loops;
-        npy_intp n = PyArray_SIZE(x);
-        NPY_BEGIN_THREADS_DEF;
-        NPY_BEGIN_THREADS_THRESHOLDED(n);
-        if (t == NPY_FLOAT)
-            *(float *)PyArray_DATA(y) = sum_forward_f32(L, PyArray_DATA(x), n);
-        else
-            *(double *)PyArray_DATA(y) = sum_forward_f64(L, PyArray_DATA(x), n);
-        NPY_END_THREADS;
+    vg_call c;
+    PyArrayObject *x, *y;
+    if (vg_begin(&c, module, "Sum", args, nargs, 1, 1, VG_AS_GIVEN) < 0)
+        goto done;
+    x = c.in[0];
+    if (!vg_is_plain_c((PyObject *)x, c.type) && !vg_is_plain_f((PyObject *)x, c.type)) {
+        vg_result(&c, vg_add_reduce(module, (PyObject *)x, -1, 0)); /* NumPy's order for this layout */
+        goto done;
     }
-    Py_DECREF(x);
-    return (PyObject *)y;
+    if ((y = vg_output(&c, 0, NULL)) == NULL) /* (summed in memory order, as np.sum does) */
+        goto done;
+    PyThreadState *gil = vg_release_gil(PyArray_SIZE(x));
+    VG_CALL(c.type, sum_forward, &vg_numpy(module)->loops, PyArray_DATA(y), PyArray_DATA(x), PyArray_SIZE(x));
+    vg_restore_gil(gil);
+done:
+    return vg_finish(&c);
 }
 
+/* sum_backward(go, xsize) -> an array of shape xsize filled with the scalar go */
 VG_BOUNDARY(sum_backward)
 {
-    PyArrayObject *go, *gx = NULL;
-    PyArray_Dims shape = {NULL, 0};
-    int t;
-    if (vg_check_nargs("Sum backward", nargs, 2) < 0 ||
-        (t = vg_prepare_exact(module, "Sum backward", args, 1, &go, VG_MIXED_OK)) < 0)
-        return NULL;
+    vg_call c;
+    PyArrayObject *go, *gx;
+    npy_intp dims[NPY_MAXDIMS];
+    int ndim;
+    if (vg_begin(&c, module, "Sum backward", args, nargs, 2, 1, VG_MIXED_OK) < 0)
+        goto done;
+    go = c.in[0];
     if (PyArray_SIZE(go) != 1) {
-        PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(go), PyArray_DIMS(go));
-        if (s)
-            PyErr_Format(PyExc_ValueError, "Sum backward: the upstream gradient must be a scalar, got shape %S",
-                         s);
-        Py_XDECREF(s);
+        vg_shape_error(c.op, "the upstream gradient must be a scalar, got shape %s", VG_SHAPE(go));
         goto done;
     }
-    if (vg_parse_shape("Sum backward", "xsize", args[1], &shape) < 0)
+    if (vg_arg_shape(&c, 1, "xsize", -1, dims, &ndim) < 0 || (gx = vg_output(&c, ndim, dims)) == NULL)
         goto done;
-    if ((gx = vg_empty("Sum backward", shape.len, shape.ptr, t)) == NULL)
-        goto done;
-    npy_intp n = PyArray_SIZE(gx);
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(n);
-    if (t == NPY_FLOAT)
-        sum_backward_f32(PyArray_DATA(gx), *(float *)PyArray_DATA(go), n);
-    else
-        sum_backward_f64(PyArray_DATA(gx), *(double *)PyArray_DATA(go), n);
-    NPY_END_THREADS;
+    PyThreadState *gil = vg_release_gil(PyArray_SIZE(gx));
+    VG_CALL(c.type, sum_backward, PyArray_DATA(gx), PyArray_DATA(go), PyArray_SIZE(gx));
+    vg_restore_gil(gil);
 done:
-    PyDimMem_FREE(shape.ptr);
-    Py_DECREF(go);
-    return (PyObject *)gx;
+    return vg_finish(&c);
 }
 
-/* The saved shape of a matrix input (xshape): two non-negative dimensions. */
-static int parse_matrix_shape(const char *op, PyObject *obj, npy_intp dims[2])
-{
-    PyArray_Dims shape;
-    if (vg_parse_shape(op, "xshape", obj, &shape) < 0)
-        return -1;
-    int ok = shape.len == 2;
-    if (ok) {
-        dims[0] = shape.ptr[0];
-        dims[1] = shape.ptr[1];
-    }
-    else
-        PyErr_Format(PyExc_ValueError, "%s: xshape must have 2 dimensions, got %R", op, obj);
-    PyDimMem_FREE(shape.ptr);
-    return ok ? 0 : -1;
-}
-
-/* Fail unless go is a vector with one element per row. */
+/* ValueError unless go is a vector with one element per row. */
 static int check_row_gradient(const char *op, PyArrayObject *go, npy_intp rows)
 {
     if (PyArray_NDIM(go) == 1 && PyArray_DIM(go, 0) == rows)
         return 0;
-    PyObject *s = PyArray_IntTupleFromIntp(PyArray_NDIM(go), PyArray_DIMS(go));
-    if (s)
-        PyErr_Format(PyExc_ValueError, "%s: the upstream gradient must have shape (%zd,), got %S", op,
-                     (Py_ssize_t)rows, s);
-    Py_XDECREF(s);
-    return -1;
+    return vg_shape_error(op, "the upstream gradient must have shape (%zd,), got %s", (Py_ssize_t)rows,
+                          VG_SHAPE(go));
 }
 
-/* A matrix argument, after its dtype was accepted: ValueError naming the op unless it has 2 dimensions. */
-static int check_matrix_argument(const char *op, PyObject *obj)
-{
-    if (!PyArray_Check(obj))
-        return 0; /* checked once converted */
-    return vg_check_ndim(op, "the input", (PyArrayObject *)obj, 2);
-}
-
-/* RowSum: x.sum(axis=1) */
+/* rowsum_forward(x) -> x.sum(axis=1) */
 VG_BOUNDARY(rowsum_forward)
 {
-    PyArrayObject *x, *y = NULL;
-    int t;
-    if (vg_check_nargs("RowSum", nargs, 1) < 0 ||
-        (t = vg_compute_type_exact(module, "RowSum", args, 1, VG_MIXED_OK)) < 0 ||
-        check_matrix_argument("RowSum", args[0]) < 0)
-        return NULL;
-    if (PyArray_Check(args[0]) && !vg_is_plain_c(args[0], t))
-        return vg_add_reduce(module, args[0], 1, 0);
-    if ((x = vg_as_contiguous("RowSum", args[0], t)) == NULL)
-        return NULL;
-    if (vg_check_ndim("RowSum", "the input", x, 2) == 0 && (y = vg_empty("RowSum", 1, PyArray_DIMS(x), t)) != NULL) {
-        const vg_loops *L = &vg_numpy(module)->loops;
-        npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
-        NPY_BEGIN_THREADS_DEF;
-        NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
-        if (t == NPY_FLOAT)
-            rowsum_forward_f32(L, PyArray_DATA(y), PyArray_DATA(x), rows, cols);
-        else
-            rowsum_forward_f64(L, PyArray_DATA(y), PyArray_DATA(x), rows, cols);
-        NPY_END_THREADS;
+    vg_call c;
+    PyArrayObject *x, *y;
+    if (vg_begin(&c, module, "RowSum", args, nargs, 1, 1, VG_AS_GIVEN) < 0 ||
+        vg_check_ndim(c.op, "the input", c.in[0], 2) < 0)
+        goto done;
+    x = c.in[0];
+    if (!vg_is_plain_c((PyObject *)x, c.type)) {
+        vg_result(&c, vg_add_reduce(module, (PyObject *)x, 1, 0)); /* NumPy's order for this layout */
+        goto done;
     }
-    Py_DECREF(x);
-    return (PyObject *)y;
+    const npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
+    if ((y = vg_output(&c, 1, &rows)) == NULL)
+        goto done;
+    PyThreadState *gil = vg_release_gil(rows * cols);
+    VG_CALL(c.type, rowsum_forward, &vg_numpy(module)->loops, PyArray_DATA(y), PyArray_DATA(x), rows, cols);
+    vg_restore_gil(gil);
+done:
+    return vg_finish(&c);
 }
 
+/* rowsum_backward(go, xshape) -> go[:, None] repeated over the columns */
 VG_BOUNDARY(rowsum_backward)
 {
-    PyArrayObject *go, *gx = NULL;
-    npy_intp dims[2];
-    int t;
-    if (vg_check_nargs("RowSum backward", nargs, 2) < 0 ||
-        (t = vg_prepare_exact(module, "RowSum backward", args, 1, &go, VG_MIXED_OK)) < 0)
-        return NULL;
-    if (parse_matrix_shape("RowSum backward", args[1], dims) == 0 &&
-        check_row_gradient("RowSum backward", go, dims[0]) == 0 &&
-        (gx = vg_empty("RowSum backward", 2, dims, t)) != NULL) {
-        NPY_BEGIN_THREADS_DEF;
-        NPY_BEGIN_THREADS_THRESHOLDED(dims[0] * dims[1]);
-        VG_CALL(t, rowsum_backward, PyArray_DATA(gx), PyArray_DATA(go), dims[0], dims[1]);
-        NPY_END_THREADS;
-    }
-    Py_DECREF(go);
-    return (PyObject *)gx;
+    vg_call c;
+    PyArrayObject *go, *gx;
+    npy_intp dims[NPY_MAXDIMS];
+    if (vg_begin(&c, module, "RowSum backward", args, nargs, 2, 1, VG_MIXED_OK) < 0 ||
+        vg_arg_shape(&c, 1, "xshape", 2, dims, NULL) < 0 || check_row_gradient(c.op, c.in[0], dims[0]) < 0 ||
+        (gx = vg_output(&c, 2, dims)) == NULL)
+        goto done;
+    go = c.in[0];
+    PyThreadState *gil = vg_release_gil(PyArray_SIZE(gx));
+    VG_CALL(c.type, rowsum_backward, PyArray_DATA(gx), PyArray_DATA(go), dims[0], dims[1]);
+    vg_restore_gil(gil);
+done:
+    return vg_finish(&c);
 }
 
-/* RowMax: (np.amax(x, axis=1), np.argmax(x, axis=1)) */
+/* rowmax_forward(x) -> (np.amax(x, axis=1), np.argmax(x, axis=1)) */
 VG_BOUNDARY(rowmax_forward)
 {
-    PyArrayObject *x, *idx = NULL;
-    PyObject *y = NULL, *result = NULL;
-    int t;
-    if (vg_check_nargs("RowMax", nargs, 1) < 0 ||
-        (t = vg_prepare_exact(module, "RowMax", args, 1, &x, VG_MIXED_OK)) < 0)
-        return NULL;
-    if (vg_check_ndim("RowMax", "the input", x, 2) < 0)
+    vg_call c;
+    PyArrayObject *x, *y, *idx;
+    if (vg_begin(&c, module, "RowMax", args, nargs, 1, 1, VG_MIXED_OK) < 0 ||
+        vg_check_ndim(c.op, "the input", c.in[0], 2) < 0)
         goto done;
+    x = c.in[0];
     npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
     if (cols == 0 && rows > 0) {
-        PyErr_Format(PyExc_ValueError, "RowMax: the rows of a (%zd, 0) input are empty and have no maximum",
-                     (Py_ssize_t)rows);
+        vg_shape_error(c.op, "the rows of a %s input are empty and have no maximum", VG_SHAPE(x));
         goto done;
     }
-    if ((y = (PyObject *)vg_empty("RowMax", 1, &rows, t)) == NULL ||
-        (idx = vg_empty("RowMax", 1, &rows, NPY_INTP)) == NULL)
+    if ((y = vg_output(&c, 1, &rows)) == NULL || (idx = vg_output_of(&c, 1, &rows, NPY_INTP)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
-    int signed_zero_tie = VG_CALL(t, rowmax_forward, PyArray_DATA((PyArrayObject *)y), PyArray_DATA(idx),
-                                  PyArray_DATA(x), rows, cols);
-    NPY_END_THREADS;
-    if (signed_zero_tie) /* which zero np.amax returns depends on its SIMD lanes: ask it */
-        Py_XSETREF(y, vg_maximum_reduce(module, PyArray_Check(args[0]) ? args[0] : (PyObject *)x, 1));
-    if (y != NULL)
-        result = PyTuple_Pack(2, y, idx);
+    PyThreadState *gil = vg_release_gil(rows * cols);
+    const int signed_zero_tie = VG_CALL(c.type, rowmax_forward, PyArray_DATA(y), PyArray_DATA(idx), PyArray_DATA(x),
+                                        rows, cols);
+    vg_restore_gil(gil);
+    if (signed_zero_tie) { /* which zero np.amax returns depends on its SIMD lanes: ask it */
+        PyObject *amax = vg_maximum_reduce(module, PyArray_Check(args[0]) ? args[0] : (PyObject *)x, 1);
+        if (amax == NULL)
+            goto done;
+        Py_SETREF(c.results[0], amax);
+    }
 done:
-    Py_DECREF(x);
-    Py_XDECREF(y);
-    Py_XDECREF(idx);
-    return result;
+    return vg_finish(&c);
 }
 
+/* rowmax_backward(go, idxs, xshape) -> zeros with go[i] at (i, idxs[i]) */
 VG_BOUNDARY(rowmax_backward)
 {
-    const char *op = "RowMax backward";
-    PyArrayObject *go, *idx = NULL, *gx = NULL;
-    npy_intp dims[2];
-    int t;
-    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare_exact(module, op, args, 1, &go, VG_MIXED_OK)) < 0)
-        return NULL;
-    if (parse_matrix_shape(op, args[2], dims) < 0 || check_row_gradient(op, go, dims[0]) < 0 ||
-        (idx = vg_as_indices(op, "idxs", args[1], dims[0])) == NULL)
-        goto fail;
-    const npy_intp *where = PyArray_DATA(idx);
-    for (npy_intp i = 0; i < dims[0]; i++) {
-        if (where[i] < 0 || where[i] >= dims[1]) {
-            PyErr_Format(PyExc_IndexError, "%s: idxs[%zd] = %zd is out of range for rows of length %zd", op,
-                         (Py_ssize_t)i, (Py_ssize_t)where[i], (Py_ssize_t)dims[1]);
-            goto fail;
-        }
-    }
-    if ((gx = vg_zeros(op, 2, dims, t)) == NULL)
-        goto fail;
-    VG_CALL(t, rowmax_backward, PyArray_DATA(gx), PyArray_DATA(go), where, dims[0], dims[1]);
-fail:
-    Py_DECREF(go);
-    Py_XDECREF(idx);
-    return (PyObject *)gx;
+    vg_call c;
+    PyArrayObject *go, *gx;
+    const npy_intp *idx;
+    npy_intp dims[NPY_MAXDIMS];
+    if (vg_begin(&c, module, "RowMax backward", args, nargs, 3, 1, VG_MIXED_OK) < 0 ||
+        vg_arg_shape(&c, 2, "xshape", 2, dims, NULL) < 0 || check_row_gradient(c.op, c.in[0], dims[0]) < 0 ||
+        (idx = vg_arg_indices(&c, 1, "idxs", dims[0], dims[1], 0)) == NULL ||
+        (gx = vg_output_zeros(&c, 2, dims)) == NULL)
+        goto done;
+    go = c.in[0];
+    PyThreadState *gil = vg_release_gil(dims[0]);
+    VG_CALL(c.type, rowmax_backward, PyArray_DATA(gx), PyArray_DATA(go), idx, dims[0], dims[1]);
+    vg_restore_gil(gil);
+done:
+    return vg_finish(&c);
 }
 
-/* Normalize: (x / sumd, sumd) with sumd = x.sum(axis=1, keepdims=True) */
+/* normalize_forward(x) -> (x / sumd, sumd) with sumd = x.sum(axis=1, keepdims=True) */
 VG_BOUNDARY(normalize_forward)
 {
-    PyArrayObject *x = NULL, *y = NULL, *s = NULL;
-    PyObject *result = NULL;
-    int t;
-    if (vg_check_nargs("Normalize", nargs, 1) < 0 ||
-        (t = vg_compute_type_exact(module, "Normalize", args, 1, VG_MIXED_OK)) < 0 ||
-        check_matrix_argument("Normalize", args[0]) < 0 || (x = vg_as_contiguous("Normalize", args[0], t)) == NULL)
-        return NULL;
-    if (vg_check_ndim("Normalize", "the input", x, 2) < 0)
+    vg_call c;
+    PyArrayObject *x, *y, *s;
+    if (vg_begin(&c, module, "Normalize", args, nargs, 1, 1, VG_MIXED_OK) < 0 ||
+        vg_check_ndim(c.op, "the input", c.in[0], 2) < 0)
         goto done;
-    npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1), sdims[2] = {rows, 1};
-    const vg_loops *L = &vg_numpy(module)->loops;
-    if (PyArray_Check(args[0]) && !vg_is_plain_c(args[0], t)) {
-        /* the sums in NumPy's order for this layout */
-        PyObject *sums = vg_add_reduce(module, args[0], 1, 1);
-        s = sums == NULL ? NULL : vg_as_contiguous("Normalize", sums, t);
-        Py_XDECREF(sums);
-        if (s == NULL)
+    x = c.in[0];
+    const npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1), sdims[2] = {rows, 1};
+    if ((y = vg_output(&c, 2, PyArray_DIMS(x))) == NULL)
+        goto done;
+    if (PyArray_Check(args[0]) && !vg_is_plain_c(args[0], c.type)) { /* the sums in NumPy's order for this layout */
+        PyObject *sums = vg_keep(&c, vg_add_reduce(module, args[0], 1, 1));
+        if (sums == NULL || (s = vg_result(&c, vg_as_contiguous(c.op, sums, c.type))) == NULL)
             goto done;
     }
     else {
-        if ((s = vg_empty("Normalize", 2, sdims, t)) == NULL)
+        if ((s = vg_output(&c, 2, sdims)) == NULL)
             goto done;
-        if (t == NPY_FLOAT)
-            rowsum_forward_f32(L, PyArray_DATA(s), PyArray_DATA(x), rows, cols);
-        else
-            rowsum_forward_f64(L, PyArray_DATA(s), PyArray_DATA(x), rows, cols);
+        VG_CALL(c.type, rowsum_forward, &vg_numpy(module)->loops, PyArray_DATA(s), PyArray_DATA(x), rows, cols);
     }
-    if ((y = vg_empty("Normalize", 2, PyArray_DIMS(x), t)) == NULL)
-        goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
-    VG_CALL(t, normalize_forward, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(s), rows, cols);
-    NPY_END_THREADS;
+    PyThreadState *gil = vg_release_gil(rows * cols);
+    VG_CALL(c.type, normalize_forward, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(s), rows, cols);
+    vg_restore_gil(gil);
     if (PyArray_Check(args[0]) && PyArray_IS_F_CONTIGUOUS((PyArrayObject *)args[0]) &&
-        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)args[0])) /* NumPy's x / sumd keeps x's Fortran order */
-        Py_SETREF(y, (PyArrayObject *)PyArray_NewCopy(y, NPY_FORTRANORDER));
-    if (y != NULL)
-        result = PyTuple_Pack(2, y, s);
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)args[0])) { /* NumPy's x / sumd keeps x's Fortran order */
+        PyObject *fortran = PyArray_NewCopy(y, NPY_FORTRANORDER);
+        if (fortran == NULL)
+            goto done;
+        Py_SETREF(c.results[0], fortran);
+    }
 done:
-    Py_XDECREF(x);
-    Py_XDECREF(y);
-    Py_XDECREF(s);
-    return result;
+    return vg_finish(&c);
 }
 
 /* An argument NumPy's go * x would read as a C-ordered array (so that the product it sums is C-ordered). */
@@ -327,39 +210,32 @@ static int c_ordered(PyObject *obj)
     return !PyArray_Check(obj) || PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj);
 }
 
+/* normalize_backward(go, x, sumd) -> go / sumd - (go * x / sumd**2).sum(axis=1, keepdims=True) */
 VG_BOUNDARY(normalize_backward)
 {
-    const char *op = "Normalize backward";
-    PyArrayObject *in[3], *gx = NULL; /* go, x, sumd */
-    int t;
-    if (vg_check_nargs(op, nargs, 3) < 0 || (t = vg_prepare_exact(module, op, args, 3, in, VG_SAME_FLOAT)) < 0)
-        return NULL;
-    if (vg_check_ndim(op, "x", in[1], 2) < 0 ||
-        vg_check_same_shape(op, "the upstream gradient and x", "", in[0], in[1]) < 0)
+    vg_call c;
+    PyArrayObject *go, *x, *sumd, *gx;
+    if (vg_begin(&c, module, "Normalize backward", args, nargs, 3, 3, VG_SAME_FLOAT) < 0)
         goto done;
-    npy_intp rows = PyArray_DIM(in[1], 0), cols = PyArray_DIM(in[1], 1);
-    if (PyArray_SIZE(in[2]) != rows) {
-        PyErr_Format(PyExc_ValueError, "%s: sumd must hold one sum per row (%zd), got %zd elements", op,
-                     (Py_ssize_t)rows, (Py_ssize_t)PyArray_SIZE(in[2]));
+    go = c.in[0], x = c.in[1], sumd = c.in[2];
+    if (vg_check_ndim(c.op, "x", x, 2) < 0 || vg_check_same_shape(c.op, "the upstream gradient and x", "", go, x) < 0)
         goto done;
-    }
-    if (t == NPY_DOUBLE && !(c_ordered(args[0]) && c_ordered(args[1]))) {
-        vg_decline(module, op, "NumPy sums go * x in the order of their memory layout, which is not C order");
+    const npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
+    if (PyArray_SIZE(sumd) != rows) {
+        vg_shape_error(c.op, "sumd must hold one sum per row (%zd), got shape %s", (Py_ssize_t)rows,
+                       VG_SHAPE(sumd));
         goto done;
     }
-    if ((gx = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
+    if (c.type == NPY_DOUBLE && !(c_ordered(args[0]) && c_ordered(args[1]))) {
+        vg_decline(module, c.op, "NumPy sums go * x in the order of their memory layout, which is not C order");
         goto done;
-    const vg_loops *L = &vg_numpy(module)->loops;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(rows * cols);
-    if (t == NPY_FLOAT)
-        normalize_backward_f32(L, PyArray_DATA(gx), PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]),
-                               rows, cols);
-    else
-        normalize_backward_f64(L, PyArray_DATA(gx), PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]),
-                               rows, cols);
-    NPY_END_THREADS;
+    }
+    if ((gx = vg_output(&c, 2, PyArray_DIMS(x))) == NULL)
+        goto done;
+    PyThreadState *gil = vg_release_gil(rows * cols);
+    VG_CALL(c.type, normalize_backward, &vg_numpy(module)->loops, PyArray_DATA(gx), PyArray_DATA(go), PyArray_DATA(x),
+            PyArray_DATA(sumd), rows, cols);
+    vg_restore_gil(gil);
 done:
-    vg_release(in, 3);
-    return (PyObject *)gx;
+    return vg_finish(&c);
 }

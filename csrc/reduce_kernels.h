@@ -1,25 +1,27 @@
 /*
- * reduce_kernels.h — the kernels of Sum, RowSum, RowMax and Normalize, and the sum over an axis that Expand's
- * and Affine's gradients use, for one element type: included by reduce.c with T float, SFX f32 and with
- * T double, SFX f64 (VG_T in vgrad.h). Arrays are C-contiguous; outputs first, then inputs, then sizes.
+ * reduce_kernels.h — the kernels of Sum, RowSum, RowMax and Normalize, and the sums other files share
+ * (vg_pairwise_sum, vg_sum_middle_axis: declared in shared_kernels.h), for one element type T (instantiated
+ * by reduce.c through instantiate.h). Arrays are C-contiguous; outputs first, then inputs, then sizes.
  *
- * Every sum is NumPy's: vg_sum runs NumPy's own add loop the way np.sum calls it for a contiguous run of
- * the summed axis (from 0, pairwise), and vg_sum_middle_axis follows NumPy's order for the other case.
+ * Every sum of the built-in ops is NumPy's: vg_sum runs NumPy's own add loop the way np.sum calls it for a
+ * contiguous run of the summed axis (from 0, pairwise), and vg_sum_middle_axis follows NumPy's order for
+ * the other case.
  */
 
 /* ---- Sum: y = sum of all elements        gx = go everywhere ----------------------------------------- */
 
-/* x: n elements, contiguous (C or Fortran order: np.sum adds them in memory order) -> the sum */
-static T VG_T(sum_forward)(const vg_loops *L, const T *x, npy_intp n)
+/* x: n elements, contiguous (C or Fortran order: np.sum adds them in memory order) -> y: a scalar */
+static void VG_T(sum_forward)(const vg_loops *L, T *restrict y, const T *restrict x, npy_intp n)
 {
-    return VG_T(vg_sum)(L, x, n);
+    *y = VG_T(vg_sum)(L, x, n);
 }
 
 /* go: a scalar -> gx: n elements */
-static void VG_T(sum_backward)(T *restrict gx, T go, npy_intp n)
+static void VG_T(sum_backward)(T *restrict gx, const T *restrict go, npy_intp n)
 {
+    const T g = *go;
     for (npy_intp i = 0; i < n; i++)
-        gx[i] = go;
+        gx[i] = g;
 }
 
 /* ---- RowSum: y_i = sum_j x_ij             gx_ij = go_i --------------------------------------------- */
@@ -41,27 +43,19 @@ static void VG_T(rowsum_backward)(T *restrict gx, const T *restrict go, npy_intp
 
 /* ---- RowMax: y_i = max_j x_ij, idx_i = argmax_j x_ij      gx_ij = go_i if j == idx_i else 0 ------------ */
 
-/* x: rows x cols (cols > 0) -> y, idx: rows. As np.argmax, the first maximum wins and a NaN counts as the
-   maximum (the first NaN of a row is taken). Returns 1 when some row's maximum is a zero and the row holds
-   zeros of both signs: np.amax's choice of sign then depends on its SIMD lanes, and the caller takes the
-   values from np.maximum.reduce. */
+/* x: rows x cols (cols > 0) -> y, idx: rows. The rule for maxima (vg_row_argmax): the first maximum, or the
+   first NaN, as np.argmax; y is that element, as np.amax. Returns 1 when some row's maximum is a zero and the
+   row holds zeros of both signs: np.amax's choice of sign then depends on its SIMD lanes, and the caller
+   takes the values from np.maximum.reduce. */
 static int VG_T(rowmax_forward)(T *restrict y, npy_intp *restrict idx, const T *restrict x, npy_intp rows,
                                 npy_intp cols)
 {
     int signed_zero_tie = 0;
     for (npy_intp i = 0; i < rows; i++) {
         const T *row = x + i * cols;
-        T best = row[0];
-        npy_intp where = 0;
-        for (npy_intp j = 1; j < cols && best == best; j++) {
-            if (!(row[j] <= best)) { /* larger, or NaN */
-                best = row[j];
-                where = j;
-            }
-        }
-        y[i] = best;
-        idx[i] = where;
-        if (best == 0) {
+        idx[i] = VG_T(vg_row_argmax)(row, cols);
+        y[i] = row[idx[i]];
+        if (y[i] == 0) {
             int positive = 0, negative = 0;
             for (npy_intp j = 0; j < cols; j++)
                 if (row[j] == 0) {
@@ -112,11 +106,12 @@ static void VG_T(normalize_backward)(const vg_loops *L, T *restrict gx, const T 
     }
 }
 
-/* ---- x.sum(axis=1, keepdims=True) for x: outer x len x inner, C-contiguous ----------------------------- */
+/* ---- shared sums ------------------------------------------------------------------------------------- */
 
-/* -> gx: outer x inner. NumPy's reduction makes the innermost axis with a stride its inner loop: for
-   inner > 1 that is the kept axis, so each result starts at 0 and the len rows are added to it in order;
-   for inner == 1 it is the summed axis, summed by NumPy's add loop (vg_sum). */
+/* go: outer x len x inner -> gx: outer x inner, go.sum(axis=1, keepdims=True) in NumPy's order: NumPy's
+   reduction makes the innermost axis with a stride its inner loop: for inner > 1 that is the kept axis, so
+   each result starts at 0 and the len rows are added to it in order; for inner == 1 it is the summed axis,
+   summed by NumPy's add loop (vg_sum). (Expand's and Affine's gradients.) */
 void VG_T(vg_sum_middle_axis)(const vg_loops *L, T *restrict gx, const T *restrict go, npy_intp outer, npy_intp len,
                               npy_intp inner)
 {
@@ -133,4 +128,32 @@ void VG_T(vg_sum_middle_axis)(const vg_loops *L, T *restrict gx, const T *restri
             for (npy_intp i = 0; i < inner; i++)
                 dst[i] += src[r * inner + i];
     }
+}
+
+/* x: n -> a pairwise sum: below 8 elements in order; up to 128 in eight running sums added as a balanced
+   tree; beyond, the two halves (the first a multiple of 8 long) summed alike and added. (The CNN kernels'.) */
+T VG_T(vg_pairwise_sum)(const T *x, npy_intp n)
+{
+    if (n < 8) {
+        T r = 0;
+        for (npy_intp i = 0; i < n; i++)
+            r += x[i];
+        return r;
+    }
+    if (n <= 128) {
+        T r[8];
+        for (int k = 0; k < 8; k++)
+            r[k] = x[k];
+        npy_intp i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int k = 0; k < 8; k++)
+                r[k] += x[i + k];
+        T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += x[i];
+        return res;
+    }
+    npy_intp half = n / 2;
+    half -= half % 8;
+    return VG_T(vg_pairwise_sum)(x, half) + VG_T(vg_pairwise_sum)(x + half, n - half);
 }

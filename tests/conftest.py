@@ -1,6 +1,5 @@
 """Fixtures shared by the vgrad tests, and the hypothesis profiles. Shared helper functions live in
 tests/op_table.py."""
-import os
 import socket
 import zlib
 
@@ -14,7 +13,8 @@ from vgrad import data
 # Hypothesis: the one place where the property tests' budget is set. Every run uses a profile: `ci` unless
 # `--hypothesis-profile NAME` says otherwise. CI, `python -m pytest`, .ci/sanitize.sh and .ci/valgrind.sh
 # all run `ci`, so a property test draws the same examples in each of them. Test files take their settings from the
-# loaded profile (a bare @settings() or none) and never set max_examples themselves.
+# loaded profile (a bare @settings() or none, which read it when the test file is imported, after the profile is
+# loaded) and never set max_examples themselves.
 #   ci        derandomized (the same examples on every run and machine), 80 examples per test
 #   quick     derandomized, 10 examples: for trying a change
 #   thorough  random (a new search on each run), 2000 examples: for hunting, not for CI
@@ -26,29 +26,6 @@ settings.register_profile("ci", max_examples=80, derandomize=True, **_COMMON)
 settings.register_profile("quick", max_examples=10, derandomize=True, **_COMMON)
 settings.register_profile("thorough", max_examples=2000, derandomize=False, **_COMMON)
 settings.load_profile("ci")
-
-# The budget used to come from $VGRAD_HYPOTHESIS_EXAMPLES, which test_properties.py still reads when it is
-# imported (its PROPERTY settings set max_examples from it). Until that file takes the profile's value, the
-# variable is set here from the loaded profile for the collection (and removed afterwards, so that the
-# programs the tests start do not inherit it); set by the caller, it is refused: the profile is the one place.
-_LEGACY_BUDGET = "VGRAD_HYPOTHESIS_EXAMPLES"
-
-
-@pytest.hookimpl(trylast=True)  # after hypothesis's own pytest_configure has loaded --hypothesis-profile
-def pytest_configure(config):
-    if _LEGACY_BUDGET in os.environ:
-        raise pytest.UsageError(f"{_LEGACY_BUDGET} is no longer read: the hypothesis budget is a profile in "
-                                "tests/conftest.py; use --hypothesis-profile quick|ci|thorough")
-    os.environ[_LEGACY_BUDGET] = str(settings.default.max_examples)
-
-
-def pytest_collection_finish(session):
-    os.environ.pop(_LEGACY_BUDGET, None)
-
-
-def pytest_unconfigure(config):
-    os.environ.pop(_LEGACY_BUDGET, None)
-
 
 # The tests that take minutes rather than seconds, marked `slow` here in one list so that
 # `python -m pytest -m "not slow"` gives contributors a quick run (CI runs everything): whole files, or the

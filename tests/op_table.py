@@ -1,9 +1,11 @@
 """The op table: one entry per built-in op of vgrad.ops.ALL_OPS, plus the helpers the test files share.
 
-Each entry says how to make valid sample inputs for the op (several shapes, in the op's domain), which
-keyword arguments go with them, and which inputs must be refused (exception type and a message regex that
-names the op). tests/test_ops.py runs its generic tests over this table; test_table_covers_all_ops fails when
-an op of ALL_OPS has no entry here.
+Each entry (an OpEntry, in the spirit of PyTorch's OpInfo) holds the op's test inputs: how to make valid sample
+inputs (several shapes, in the op's domain), which keyword arguments go with them, which inputs must be refused
+(exception type and a message regex that names the op), and a call on special values (inf, NaN, signed zeros,
+subnormals, overflowing values). tests/test_ops.py runs its generic tests over this table. c_calls() below gives
+one valid call of each function of vgrad._C, for the tests that feed them bad arguments. tests/test_registry.py
+fails when an op of ALL_OPS has no entry, or a function of vgrad._C no valid call.
 
 Expected values in the tests never come from the code under test: they come from the op's NumPy
 Reference class, from independent NumPy formulas, or from central differences.
@@ -55,6 +57,9 @@ class OpEntry:
     bools: bool = True  # bool inputs are meaningful
     passthrough: bool = False  # forward returns its input or a view of it: the input's dtype is kept
     large: Callable = None  # like samples, but big enough for blocked, threaded or GIL-free code paths
+    special: Sample = None  # a call on special values: inf, NaN, signed zeros, subnormals, overflowing values
+    special_float32: bool = True  # float32 gives the Reference's inf/NaN pattern on them (not where the order of
+    #                               float32 sums, or its exp, decides between a number and inf)
 
     @property
     def name(self):
@@ -146,15 +151,6 @@ def shaped(domains, shape_list, kwargs=None):
     return make
 
 
-def concat(*makers):
-    """A sample maker giving the samples of every maker in turn."""
-
-    def make(dtype, rng):
-        return [s for m in makers for s in m(dtype, rng)]
-
-    return make
-
-
 def listed(domain, cases):
     """A sample maker for one-input ops whose kwargs vary per shape: cases is a list of (shape, kwargs)."""
 
@@ -239,14 +235,47 @@ def needs_2d(name):
 AXIS = (ValueError, IndexError)  # a dim out of range may be either (numpy's AxisError is both)
 
 # --------------------------------------------------------------------------------------------------
+# Special values
+# --------------------------------------------------------------------------------------------------
+
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, -1.0, 800.0, -800.0, 1.0])
+SPECIAL_MATRIX = np.array([[1.0, np.nan, 3.0, -0.0], [np.nan, 5.0, 1.0, 0.0], [-np.inf, -np.inf, 2.0, 1e-310],
+                           [np.inf, 1.0, np.inf, -1e-310], [0.0, -0.0, -5.0, -0.0], [-0.0, -0.0, -0.0, -0.0],
+                           [800.0, -800.0, 1e308, -1e308], [1.0, 2.0, 3.0, 4.0]])
+SPECIAL_IMAGES = SPECIAL_MATRIX.reshape(2, 1, 4, 4)  # two 4 x 4 images of one channel
+EIGHT_TARGETS = np.array([0, 1, 2, 3, 0, 1, 2, 3])  # one per row of SPECIAL_MATRIX
+
+
+def special(*inputs, **kwargs):
+    """The call of an entry's `special`: float64 arrays (cast to each dtype tested) and keyword arguments."""
+    return Sample(list(inputs), kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------------
 
+
+def unary_elementwise(ops):
+    """The element-wise ops of one input among `ops`: those whose class declares `tests = UnaryElementwise(...)`
+    (vgrad/ops.py). Their entries, their kernels' valid calls and property tests are built from that alone."""
+    return [op for op in ops if isinstance(vars(op).get("tests"), vops.UnaryElementwise)]
+
+
+def unary_elementwise_entry(op):
+    domain = op.tests.domain
+    return OpEntry(op, unary(domain), [], large=big_unary(domain), special=special(SPECIAL))
+
+
 TABLE = [
-    OpEntry(vops.Add, binary("real", "real"), shape_mismatch("Add"), large=big_binary("real", "real")),
-    OpEntry(vops.Sub, binary("real", "real"), shape_mismatch("Sub"), large=big_binary("real", "real")),
-    OpEntry(vops.Multiply, binary("real", "real"), shape_mismatch("Multiply"), large=big_binary("real", "real")),
-    OpEntry(vops.Div, binary("real", "nonzero"), shape_mismatch("Div"), large=big_binary("real", "nonzero")),
+    OpEntry(vops.Add, binary("real", "real"), shape_mismatch("Add"), large=big_binary("real", "real"),
+            special=special(SPECIAL, SPECIAL[::-1])),
+    OpEntry(vops.Sub, binary("real", "real"), shape_mismatch("Sub"), large=big_binary("real", "real"),
+            special=special(SPECIAL, SPECIAL)),
+    OpEntry(vops.Multiply, binary("real", "real"), shape_mismatch("Multiply"), large=big_binary("real", "real"),
+            special=special(SPECIAL, SPECIAL[::-1])),
+    OpEntry(vops.Div, binary("real", "nonzero"), shape_mismatch("Div"), large=big_binary("real", "nonzero"),
+            special=special(SPECIAL, SPECIAL[::-1])),
     OpEntry(
         vops.MatrixMultiply,
         shaped(
@@ -259,6 +288,8 @@ TABLE = [
             ErrorCase("3d", [o(2, 2, 2), o(2, 2)], {}, ValueError, msg("MatrixMultiply", "(2, 2, 2)")),
         ],
         large=shaped(["real", "real"], [((130, 257), (257, 67))]),
+        special=special(SPECIAL_MATRIX, SPECIAL_MATRIX.T),
+        special_float32=False,
     ),
     OpEntry(
         vops.BatchMM,
@@ -272,28 +303,29 @@ TABLE = [
             ErrorCase("1d-matrix", [o(3), o(5, 3)], {}, ValueError, msg("BatchMM", "(3,)")),
         ],
         large=shaped(["real", "real"], [((67, 257), (130, 257))]),
+        special=special(SPECIAL_MATRIX, SPECIAL_MATRIX),
+        special_float32=False,
     ),
-    OpEntry(vops.Log, unary("positive"), [], large=big_unary("positive")),
-    OpEntry(vops.Exp, unary("real"), [], large=big_unary("real")),
-    OpEntry(vops.Sigmoid, concat(unary("real"), shaped(["wide"], [((4, 5),)])), [], large=big_unary("wide")),
-    OpEntry(vops.ReLU, unary("relu"), [], large=big_unary("relu")),
-    OpEntry(vops.Id, unary("real"), [], passthrough=True),
+    *(unary_elementwise_entry(op) for op in unary_elementwise(vops.ALL_OPS)),  # Log, Exp, Sigmoid, ReLU
+    OpEntry(vops.Id, unary("real"), [], passthrough=True, special=special(SPECIAL)),
     OpEntry(vops.Sum, shaped(["real"], [((3, 4),), ((),), ((0,),), ((0, 3),), ((5,),), ((2, 3, 4),)]), [],
-            large=big_unary("real")),
+            large=big_unary("real"), special=special(SPECIAL[[0, 2, 5]])),
     OpEntry(vops.RowSum, shaped(["real"], [((3, 4),), ((1, 1),), ((0, 3),), ((3, 0),), ((5, 1),)]), needs_2d("RowSum"),
-            large=big_unary("real")),
+            large=big_unary("real"), special=special(np.array([[1.0, np.inf], [np.inf, -np.inf], [np.nan, 1.0]]))),
     OpEntry(
         vops.RowMax,
         shaped(["distinct"], [((3, 4),), ((1, 1),), ((0, 3),), ((5, 2),), ((2, 7),)]),
         needs_2d("RowMax") + [ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("RowMax"))],
         bools=False,  # bool rows tie
         large=big_unary("distinct"),
+        special=special(SPECIAL_MATRIX),
     ),
     OpEntry(
         vops.Normalize,
         shaped(["positive"], [((3, 4),), ((1, 1),), ((0, 3),), ((3, 0),), ((5, 2),)]),
         needs_2d("Normalize"),
         large=big_unary("positive"),
+        special=special(np.array([[1.0, -1.0], [0.0, 0.0], [np.inf, 1.0], [1e-310, 1e-310]])),
     ),
     OpEntry(
         vops.Expand,
@@ -323,6 +355,7 @@ TABLE = [
                       msg("Expand")),
         ],
         large=listed("real", [((1, BIG[1]), {"dim": 0, "repeats": BIG[0]})]),
+        special=special(SPECIAL[None, :], dim=0, repeats=3),
     ),
     OpEntry(
         vops.Select,
@@ -341,6 +374,7 @@ TABLE = [
                       msg("Select")),
         ],
         large=shaped(["real"], [(BIG,)], select_indices),
+        special=special(SPECIAL_MATRIX, indices=EIGHT_TARGETS),
     ),
     OpEntry(
         vops.Squeeze,
@@ -361,6 +395,7 @@ TABLE = [
             ErrorCase("dim-range", [o(1, 3)], {"dim": 5}, AXIS, msg("Squeeze")),
         ],
         passthrough=True,
+        special=special(SPECIAL[None, :], dim=0),
     ),
     OpEntry(
         vops.Unsqueeze,
@@ -378,6 +413,7 @@ TABLE = [
         ),
         [ErrorCase("dim-range", [o(2, 3)], {"dim": 4}, AXIS, msg("Unsqueeze"))],
         passthrough=True,
+        special=special(SPECIAL, dim=1),
     ),
     # The fused ops of Linear, logsoftmax and logceloss.
     OpEntry(
@@ -390,6 +426,8 @@ TABLE = [
             ErrorCase("1d-weights", [o(4), o(1, 4), o(5, 4)], {}, ValueError, msg("Affine", "(4,)")),
         ],
         large=shaped(["real", "real", "real"], [((257, 131), (1, 257), (67, 131))]),
+        special=special(SPECIAL_MATRIX, SPECIAL[None, :8], SPECIAL_MATRIX[::-1].copy()),
+        special_float32=False,
     ),
     OpEntry(
         vops.LogSoftmax,
@@ -397,6 +435,8 @@ TABLE = [
         needs_2d("LogSoftmax") + [ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("LogSoftmax", "(3, 0)"))],
         bools=False,
         large=shaped(["real"], [((517, 1031),)]),
+        special=special(SPECIAL_MATRIX),
+        special_float32=False,
     ),
     OpEntry(
         vops.LogCELoss,
@@ -409,6 +449,7 @@ TABLE = [
             ErrorCase("length", [o(3, 4)], {"targets": np.array([0, 1])}, ValueError, msg("LogCELoss")),
             ErrorCase("1d-input", [o(4)], {"targets": np.array([0, 1, 2, 3])}, ValueError, msg("LogCELoss", "(4,)")),
         ],
+        special=special(SPECIAL_MATRIX, targets=EIGHT_TARGETS),
     ),
 ]
 
@@ -494,11 +535,14 @@ TABLE += [
                       msg("Convolution", "stride")),
         ],
         large=_made([(R3, [(8, 3, 32, 32), (6, 3, 5, 5), (6,)], {"padding": 1})]),
+        special=special(SPECIAL_IMAGES, np.array([[[[1.0, -1.0], [0.0, 2.0]]]]), np.array([0.5])),
     ),
     OpEntry(vops.MaxPooling, POOL_SAMPLES, pool_errors("MaxPooling"),
-            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 2})])),
+            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 2})]),
+            special=special(SPECIAL_IMAGES, kernel_size=2, stride=1)),
     OpEntry(vops.AvgPooling, POOL_SAMPLES, pool_errors("AvgPooling"),
-            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 3, "stride": 1})])),
+            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 3, "stride": 1})]),
+            special=special(SPECIAL_IMAGES, kernel_size=2, stride=1)),
     OpEntry(
         vops.DropoutMask,
         _made([
@@ -518,6 +562,7 @@ TABLE += [
                       msg("DropoutMask", "p")),
         ],
         large=_made([(["real"], [BIG], _keep(BIG, 0.4))]),
+        special=special(SPECIAL_MATRIX, mask=np.arange(32).reshape(8, 4) % 3 != 0, p=0.25),
     ),
     OpEntry(
         vops.BatchNormalization,
@@ -539,6 +584,7 @@ TABLE += [
                       ValueError, msg("BatchNormalization", "running", "(2,)")),
         ],
         large=_made([(R3, [(16, 8, 24, 24), (8,), (8,)], {})]),
+        special=special(SPECIAL_MATRIX, np.array([1.0, -2.0, 0.5, 3.0]), np.array([0.0, 1.0, -1.0, 0.5])),
     ),
     OpEntry(
         vops.CrossEntropy,
@@ -562,6 +608,7 @@ TABLE += [
                       msg("CrossEntropy", "reduction")),
         ],
         large=_made([(["real"], [BIG], _targets(BIG[0], BIG[1]))]),
+        special=special(SPECIAL_MATRIX, targets=EIGHT_TARGETS),
     ),
     OpEntry(
         vops.Reshape,
@@ -578,6 +625,7 @@ TABLE += [
             ErrorCase("not-a-shape", [o(2, 3)], {"shape": "abc"}, TypeError, msg("Reshape")),
         ],
         passthrough=True,
+        special=special(SPECIAL_MATRIX, shape=(4, 8)),
     ),
 ]
 
@@ -588,84 +636,100 @@ BY_NAME = {e.name: e for e in TABLE}
 # --------------------------------------------------------------------------------------------------
 
 
+# Each function of vgrad._C that is an op's kernel -> that op (the one naming it in `kernels`)
+KERNEL_OWNERS = {kernel: op for op in vops.ALL_OPS for kernel in op.kernels}
+
+
 @dataclass
 class CCall:
-    """A valid call vgrad._C.<name>(*args). `op` is the word its error messages must contain; the other
-    fields give the positions of the arguments that are float arrays, integer indices, shapes and ints."""
+    """A valid call vgrad._C.<name>(*args). The fields give the positions of the arguments that are float arrays,
+    integer indices, shapes and ints; `op` is the word its error messages must contain: the name of the op that
+    owns the function (filled in by c_calls()), or the helper's own name."""
 
-    op: str
     args: tuple
     arrays: tuple
     indices: tuple = ()
     shapes: tuple = ()
     ints: tuple = ()
+    op: str = None
 
 
 def c_calls():
     """name -> CCall for every function vgrad._C exports (fresh arrays on each call)."""
     x, y, go = o(2, 3) * 0.5, o(2, 3) * 2.0, o(2, 3)
     calls = {
-        "add_forward": CCall("Add", (x, y), (0, 1)),
-        "sub_forward": CCall("Sub", (x, y), (0, 1)),
-        "mul_forward": CCall("Multiply", (x, y), (0, 1)),
-        "div_forward": CCall("Div", (x, y), (0, 1)),
-        "mul_backward": CCall("Multiply", (go, x, y), (0, 1, 2)),
-        "div_backward": CCall("Div", (go, x, y), (0, 1, 2)),
-        "neg_forward": CCall("Sub", (x,), (0,)),
-        "sum_forward": CCall("Sum", (x,), (0,)),
-        "sum_backward": CCall("Sum", (o(), (2, 3)), (0,), shapes=(1,)),
-        "rowsum_forward": CCall("RowSum", (x,), (0,)),
-        "rowsum_backward": CCall("RowSum", (o(2), (2, 3)), (0,), shapes=(1,)),
-        "rowmax_forward": CCall("RowMax", (x,), (0,)),
-        "rowmax_backward": CCall("RowMax", (o(2), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
-        "normalize_forward": CCall("Normalize", (y,), (0,)),
-        "normalize_backward": CCall("Normalize", (go, y, o(2, 1) * 6.0), (0, 1, 2)),
-        "expand_forward": CCall("Expand", (o(1, 3), 0, 2), (0,), ints=(1, 2)),
-        "expand_backward": CCall("Expand", (go, 0), (0,), ints=(1,)),
-        "identity": CCall("Id", (x,), (0,)),
-        "squeeze": CCall("Squeeze", (o(1, 3), 0), (0,), ints=(1,)),
-        "unsqueeze": CCall("Unsqueeze", (x, 0), (0,), ints=(1,)),
-        "select_forward": CCall("Select", (x, np.array([0, 2])), (0,), indices=(1,)),
-        "select_backward": CCall("Select", (o(2), np.array([[0], [2]]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
-        "matmul_forward": CCall("MatrixMultiply", (o(2, 3), o(3, 4)), (0, 1)),
-        "matmul_backward": CCall("MatrixMultiply", (o(2, 4), o(2, 3), o(3, 4)), (0, 1, 2)),
-        "batchmm_forward": CCall("BatchMM", (o(4, 3), o(2, 3)), (0, 1)),
-        "batchmm_backward": CCall("BatchMM", (o(2, 4), o(4, 3), o(2, 3)), (0, 1, 2)),
-        "affine_forward": CCall("Affine", (o(4, 3), o(1, 4), o(2, 3)), (0, 1, 2)),
-        "affine_backward": CCall("Affine", (o(2, 4), o(4, 3), o(2, 3), (1, 4), True), (0, 1, 2), shapes=(3,)),
-        "logsoftmax_forward": CCall("LogSoftmax", (x,), (0,)),
-        "logsoftmax_backward": CCall("LogSoftmax", (go, o(2, 3) * 0.25, o(2) * 0.75, np.array([0, 2])), (0, 1, 2),
-                                     indices=(3,)),
-        "logceloss_forward": CCall("LogCELoss", (-y, np.array([0, 2])), (0,), indices=(1,)),
-        "logceloss_backward": CCall("LogCELoss", (o(), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
+        "add_forward": CCall((x, y), (0, 1)),
+        "sub_forward": CCall((x, y), (0, 1)),
+        "mul_forward": CCall((x, y), (0, 1)),
+        "div_forward": CCall((x, y), (0, 1)),
+        "mul_backward": CCall((go, x, y), (0, 1, 2)),
+        "div_backward": CCall((go, x, y), (0, 1, 2)),
+        "neg_forward": CCall((x,), (0,)),
+        "sum_forward": CCall((x,), (0,)),
+        "sum_backward": CCall((o(), (2, 3)), (0,), shapes=(1,)),
+        "rowsum_forward": CCall((x,), (0,)),
+        "rowsum_backward": CCall((o(2), (2, 3)), (0,), shapes=(1,)),
+        "rowmax_forward": CCall((x,), (0,)),
+        "rowmax_backward": CCall((o(2), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
+        "normalize_forward": CCall((y,), (0,)),
+        "normalize_backward": CCall((go, y, o(2, 1) * 6.0), (0, 1, 2)),
+        "expand_forward": CCall((o(1, 3), 0, 2), (0,), ints=(1, 2)),
+        "expand_backward": CCall((go, 0), (0,), ints=(1,)),
+        "identity": CCall((x,), (0,)),
+        "squeeze": CCall((o(1, 3), 0), (0,), ints=(1,)),
+        "unsqueeze": CCall((x, 0), (0,), ints=(1,)),
+        "select_forward": CCall((x, np.array([0, 2])), (0,), indices=(1,)),
+        "select_backward": CCall((o(2), np.array([[0], [2]]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
+        "matmul_forward": CCall((o(2, 3), o(3, 4)), (0, 1)),
+        "matmul_backward": CCall((o(2, 4), o(2, 3), o(3, 4)), (0, 1, 2)),
+        "batchmm_forward": CCall((o(4, 3), o(2, 3)), (0, 1)),
+        "batchmm_backward": CCall((o(2, 4), o(4, 3), o(2, 3)), (0, 1, 2)),
+        "affine_forward": CCall((o(4, 3), o(1, 4), o(2, 3)), (0, 1, 2)),
+        "affine_backward": CCall((o(2, 4), o(4, 3), o(2, 3), (1, 4), True), (0, 1, 2), shapes=(3,)),
+        "logsoftmax_forward": CCall((x,), (0,)),
+        "logsoftmax_backward": CCall((go, o(2, 3) * 0.25, o(2) * 0.75, np.array([0, 2])), (0, 1, 2), indices=(3,)),
+        "logceloss_forward": CCall((-y, np.array([0, 2])), (0,), indices=(1,)),
+        "logceloss_backward": CCall((o(), np.array([0, 2]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
         # the CNN kernels (their reference tests are in test_properties_cnn.py)
-        "conv2d": CCall("Convolution", (o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
-        "conv2d_grad": CCall("Convolution", (o(1, 1, 2, 2), o(1, 1, 3, 3), o(1, 1, 2, 2), 1, 1, 0, 0, True, True),
-                             (0, 1, 2)),
-        "num_threads": CCall("num_threads", (0,), (), ints=(0,)),  # 0 reads the count without changing it
-        "conv2d_forward": CCall("Convolution", (o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
-        "conv2d_backward": CCall("Convolution", (o(1, 1, 2, 2), o(4, 4), o(1, 1, 2, 2), (1, 1, 3, 3), 1, 1, 0, 0,
-                                                 True, True), (0, 1, 2)),
-        "maxpool2d_forward": CCall("MaxPooling", (o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
-        "maxpool2d_backward": CCall("MaxPooling", (o(1, 1, 2, 2), np.zeros((1, 1, 2, 2), dtype=np.intp),
-                                                   (1, 1, 3, 3)), (0,)),
-        "avgpool2d_forward": CCall("AvgPooling", (o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
-        "avgpool2d_backward": CCall("AvgPooling", (o(1, 1, 2, 2), (1, 1, 3, 3), 2, 2, 1, 1), (0,)),
-        "batchnorm_forward": CCall("BatchNormalization", (x.T.copy(), o(2), o(2), o(2), o(2), 1e-5), (0, 1, 2)),
-        "batchnorm_backward": CCall("BatchNormalization", (go.T.copy(), x.T.copy(), o(2), o(2), True), (0, 1, 2, 3)),
-        "dropout_forward": CCall("DropoutMask", (go.T.copy(), np.ones((3, 2), dtype=bool), 0.5), (0,)),
-        "dropout_backward": CCall("DropoutMask", (go.T.copy(), np.ones((3, 2), dtype=bool), 0.5), (0,)),
-        "cross_entropy_forward": CCall("CrossEntropy", (x, np.array([0, 2]), "mean"), (0,)),
-        "cross_entropy_backward": CCall("CrossEntropy", (np.float64(1.0), o(2, 3) * 0.5, np.array([0, 2]), 2),
+        "conv2d": CCall((o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
+        "conv2d_grad": CCall((o(1, 1, 2, 2), o(1, 1, 3, 3), o(1, 1, 2, 2), 1, 1, 0, 0, True, True), (0, 1, 2)),
+        "num_threads": CCall((0,), (), ints=(0,)),  # 0 reads the count without changing it
+        "conv2d_forward": CCall((o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
+        "conv2d_backward": CCall((o(1, 1, 2, 2), o(4, 4), o(1, 1, 2, 2), (1, 1, 3, 3), 1, 1, 0, 0, True, True),
+                                 (0, 1, 2)),
+        "maxpool2d_forward": CCall((o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
+        "maxpool2d_backward": CCall((o(1, 1, 2, 2), np.zeros((1, 1, 2, 2), dtype=np.intp), (1, 1, 3, 3)), (0,)),
+        "avgpool2d_forward": CCall((o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
+        "avgpool2d_backward": CCall((o(1, 1, 2, 2), (1, 1, 3, 3), 2, 2, 1, 1), (0,)),
+        "batchnorm_forward": CCall((x.T.copy(), o(2), o(2), o(2), o(2), 1e-5), (0, 1, 2)),
+        "batchnorm_backward": CCall((go.T.copy(), x.T.copy(), o(2), o(2), True), (0, 1, 2, 3)),
+        "dropout_forward": CCall((go.T.copy(), np.ones((3, 2), dtype=bool), 0.5), (0,)),
+        "dropout_backward": CCall((go.T.copy(), np.ones((3, 2), dtype=bool), 0.5), (0,)),
+        "cross_entropy_forward": CCall((x, np.array([0, 2]), "mean"), (0,)),
+        "cross_entropy_backward": CCall((np.float64(1.0), o(2, 3) * 0.5, np.array([0, 2]), 2),
                                         (1,)),  # go is a NumPy scalar here, not an array
+        "reshape": CCall((o(2, 2), (4,)), (0,), shapes=(1,)),  # (test_memory's bad shape (-1, 3) fits no 4 values)
         # the one step of backpropagation core.py hands to C: current += grad (whatever += accepts, as in Python,
         # so no array position must be refused)
-        "add_into": CCall("add_into", (x.copy(), y), ()),
+        "add_into": CCall((x.copy(), y), ()),
+        # the buffer cache's allocators (large enough to be cached; any dtype NumPy has, so no array positions)
+        "cached_empty": CCall(((300, 100), np.float64), (), shapes=(0,)),
+        "cached_zeros": CCall(((300, 100), np.float32), (), shapes=(0,)),
+        "cached_copy": CCall((o(300, 100), np.float64), ()),
     }
-    for name in ("exp", "log", "sigmoid", "relu"):
-        op = {"exp": "Exp", "log": "Log", "sigmoid": "Sigmoid", "relu": "ReLU"}[name]
-        calls[f"{name}_forward"] = CCall(op, (y,), (0,))
-        calls[f"{name}_backward"] = CCall(op, (go, y), (0, 1))
+    calls.update(unary_elementwise_calls(vops.ALL_OPS))
+    for name, call in calls.items():
+        call.op = KERNEL_OWNERS[name].__name__ if name in KERNEL_OWNERS else name
+    return calls
+
+
+def unary_elementwise_calls(ops):
+    """name -> CCall for the kernels of the element-wise ops of one input among `ops`: forward(x), backward(go, s)."""
+    calls = {}
+    for op in unary_elementwise(ops):
+        forward, backward = op.kernels
+        calls[forward] = CCall((o(2, 3) * 2.0,), (0,), op=op.__name__)
+        calls[backward] = CCall((o(2, 3), o(2, 3) * 2.0), (0, 1), op=op.__name__)
     return calls
 
 

@@ -17,7 +17,9 @@ import vgrad.ops as vops
 from op_table import (
     BY_NAME,
     BYTE_SWAPPED,
+    FLOAT_TOL,
     LAYOUTS,
+    SPECIAL_MATRIX,
     TABLE,
     as_tuple,
     assert_close,
@@ -49,7 +51,8 @@ def _sample_params(entries=TABLE, max_size=None):
 SAMPLES = _sample_params()
 SMALL_SAMPLES = _sample_params(max_size=40)
 ERRORS = [pytest.param(e, c, id=f"{e.name}-{c.label}") for e in TABLE for c in e.errors]
-BINARY = [e for e in TABLE if e.name in ("Add", "Sub", "Multiply", "Div", "MatrixMultiply", "BatchMM")]
+# The course's ops of two array inputs (Add, Sub, Multiply, Div, MatrixMultiply, BatchMM): float32 with float64
+BINARY = [e for e in TABLE if e.exact and len(e.samples(np.dtype(np.float64), np.random.default_rng(0))[0].inputs) == 2]
 
 
 def sample(entry, i, dtype, rng):
@@ -111,15 +114,6 @@ def check_against_reference(entry, inputs, kwargs, dtype, rng, ref_inputs=None, 
 # ------------------------------------------------------------------------------------------------
 # The table itself
 # ------------------------------------------------------------------------------------------------
-
-
-def test_table_covers_all_ops():
-    table_ops = [e.op for e in TABLE]
-    assert len(set(table_ops)) == len(table_ops), "an op has two table entries"
-    missing = [op.__name__ for op in vops.ALL_OPS if op not in table_ops]
-    assert not missing, f"ops of ALL_OPS without a table entry: {missing}"
-    extra = [op.__name__ for op in table_ops if op not in vops.ALL_OPS]
-    assert not extra, f"table entries for ops not in ALL_OPS: {extra}"
 
 
 def test_all_ops_includes_the_contract_ops():
@@ -557,60 +551,53 @@ def test_large_inputs_match_reference(entry, layout, dtype, rng):
         np.testing.assert_allclose(g, r, **tol)
 
 
-SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, -1.0, 800.0, -800.0, 1.0])
-SPECIAL_MATRIX = np.array([[1.0, np.nan, 3.0, -0.0], [np.nan, 5.0, 1.0, 0.0], [-np.inf, -np.inf, 2.0, 1e-310],
-                           [np.inf, 1.0, np.inf, -1e-310], [0.0, -0.0, -5.0, -0.0], [-0.0, -0.0, -0.0, -0.0],
-                           [800.0, -800.0, 1e308, -1e308], [1.0, 2.0, 3.0, 4.0]])
-SPECIAL_INPUTS = {
-    "Log": ([SPECIAL], {}),
-    "Exp": ([SPECIAL], {}),
-    "Sigmoid": ([SPECIAL], {}),
-    "ReLU": ([SPECIAL], {}),
-    "Add": ([SPECIAL, SPECIAL[::-1]], {}),
-    "Sub": ([SPECIAL, SPECIAL], {}),
-    "Multiply": ([SPECIAL, SPECIAL[::-1]], {}),
-    "Div": ([SPECIAL, SPECIAL[::-1]], {}),
-    "Sum": ([SPECIAL[[0, 2, 5]]], {}),
-    "RowSum": ([np.array([[1.0, np.inf], [np.inf, -np.inf], [np.nan, 1.0]])], {}),
-    "RowMax": ([SPECIAL_MATRIX], {}),
-    "Normalize": ([np.array([[1.0, -1.0], [0.0, 0.0], [np.inf, 1.0], [1e-310, 1e-310]])], {}),
-    "MatrixMultiply": ([SPECIAL_MATRIX, SPECIAL_MATRIX.T], {}),
-    "BatchMM": ([SPECIAL_MATRIX, SPECIAL_MATRIX], {}),
-    "Expand": ([SPECIAL[None, :]], {"dim": 0, "repeats": 3}),
-    "Select": ([SPECIAL_MATRIX], {"indices": np.array([0, 1, 2, 3, 0, 1, 2, 3])}),
-    "Affine": ([SPECIAL_MATRIX, SPECIAL[None, :8], SPECIAL_MATRIX[::-1].copy()], {}),
-    "LogSoftmax": ([SPECIAL_MATRIX], {}),
-    "LogCELoss": ([SPECIAL_MATRIX], {"targets": np.array([0, 1, 2, 3, 0, 1, 2, 3])}),
-}
+SPECIAL_INPUTS = {entry.name: entry.special for entry in TABLE}  # op name -> a Sample of special values
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
 @pytest.mark.parametrize("name", sorted(SPECIAL_INPUTS))
 def test_special_values_like_reference(name, dtype, rng):
-    """inf, nan, signed zeros, subnormals and overflowing inputs: in float64 exactly the Reference's results
-    (NaN where it has NaN, the same signs of zeros); in float32 the same inf/nan pattern."""
+    """inf, nan, signed zeros, subnormals and overflowing inputs: in float64 exactly the Reference's results for
+    the course's ops (NaN where it has NaN, the same signs of zeros); otherwise the same inf/nan pattern, and
+    close values elsewhere."""
     entry = BY_NAME[name]
-    arrays, kwargs = SPECIAL_INPUTS[name]
+    s = SPECIAL_INPUTS[name]
     with np.errstate(over="ignore"):  # 1e308 is inf in float32
-        inputs = [x.astype(dtype) for x in arrays]
+        inputs = [x.astype(dtype) for x in s.inputs]
     with np.errstate(all="ignore"):
-        out, ctx = forward(entry.op, inputs, kwargs)
-        want, ref_ctx = forward(entry.op.Reference, [x.copy() for x in inputs], kwargs)
-        go = values("real", out.shape, dtype, rng)
+        out, ctx = forward(entry.op, inputs, s.kwargs)
+        want, ref_ctx = forward(entry.op.Reference, [x.copy() for x in inputs], s.kwargs)
+        go = values("real", np.shape(out), dtype, rng)
         grads = as_tuple(entry.op.backward(ctx, go))
         ref_grads = as_tuple(entry.op.Reference.backward(ref_ctx, go))
-    if dtype == np.float64:
+    assert len(grads) == len(ref_grads)
+    if dtype == np.float64 and entry.exact:
         assert_exact(out, want, f"{name} forward")
         assert_same_context(ctx, ref_ctx, dtype, name, exact=True)
         for k, (g, r) in enumerate(zip(grads, ref_grads)):
             assert_exact(g, r, f"{name} backward {k}")
         return
-    if name in ("LogSoftmax", "MatrixMultiply", "BatchMM", "Affine"):
+    if dtype == np.float32 and not entry.special_float32:
         return  # float32's exp and sums may round differently where values cancel; no pattern to compare
-    np.testing.assert_allclose(out, want, rtol=1e-6, err_msg=f"{name} forward")
+    tol = dict(rtol=1e-6) if entry.exact else dict(FLOAT_TOL[np.dtype(dtype)], atol=1e-6)
+    np.testing.assert_allclose(out, want, err_msg=f"{name} forward", **tol)
     assert_same_context(ctx, ref_ctx, dtype, name)
     for g, r in zip(grads, ref_grads):
-        np.testing.assert_allclose(g, r, rtol=1e-6, err_msg=f"{name} backward")
+        np.testing.assert_allclose(g, r, err_msg=f"{name} backward", **tol)
+
+
+@pytest.mark.xfail(strict=True, reason="batchnorm_backward (csrc/nn.c) computes gx = (go - mean_gb - xhat * mean_gg) "
+                                       "* scale in evaluation mode too, with mean_gb = mean_gg = 0: 0 * inf is NaN")
+def test_batchnorm_in_evaluation_mode_passes_gradients_by_special_values():
+    """With running statistics the gradient over x is go * gamma * invstd, whatever x is (the Reference's)."""
+    x = SPECIAL_MATRIX
+    kwargs = {"running_mean": np.zeros(4), "running_var": np.ones(4)}
+    gamma, beta, go = np.ones(4), np.zeros(4), np.ones((8, 4))
+    with np.errstate(all="ignore"):
+        _, ctx = forward(vg.BatchNormalization, [x, gamma, beta], kwargs)
+        _, ref_ctx = forward(vg.BatchNormalization.Reference, [x, gamma, beta], kwargs)
+        gx = vg.BatchNormalization.backward(ctx, go)[0]
+    np.testing.assert_allclose(gx, vg.BatchNormalization.Reference.backward(ref_ctx, go)[0])
 
 
 def test_select_negative_indices_wrap_like_numpy_or_raise(rng):

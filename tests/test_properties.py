@@ -16,24 +16,22 @@ operation formulas and the float64 layouts whose NumPy order it does not reprodu
 within a few ulps, sums and products within the rounding bound of a sum of n terms (float32 may add in
 another order), so values for those are drawn in a range where no partial sum can overflow.
 
-The budget is EXAMPLES examples per test (env VGRAD_HYPOTHESIS_EXAMPLES, default 80); the runs are
-derandomized, so CI sees the same examples every time.
+Each test takes its hypothesis settings from the loaded profile (tests/conftest.py: ci, quick or thorough), so
+the budget is set there and nowhere here; CI's profile is derandomized, so it sees the same examples every time.
 """
-import os
+import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import vgrad._C as C
 import vgrad.ops as vops
-from op_table import BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, LAYOUTS, c_calls, c_entry_points
+from op_table import (BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS, c_calls,
+                      unary_elementwise)
 
-EXAMPLES = int(os.environ.get("VGRAD_HYPOTHESIS_EXAMPLES", "80"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=False,
-                    suppress_health_check=list(HealthCheck))
 
 CLEAN = (TypeError, ValueError, IndexError, MemoryError)
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -276,46 +274,40 @@ def check(got, want, t, what, bound=0.0):
 
 
 # ------------------------------------------------------------------------------------------------
-# Coverage
+# Which entry points the tests below check
 # ------------------------------------------------------------------------------------------------
 
-# name -> (op class, whether the float32 kernel is exact): the element-wise entry points, each tested below
-UNARY_FORWARD = {"exp_forward": (vops.Exp, False), "log_forward": (vops.Log, False),
-                 "sigmoid_forward": (vops.Sigmoid, False), "relu_forward": (vops.ReLU, True)}
-# name -> (op class, context key, whether the formula has several operations: float32 with float64 declined)
-UNARY_BACKWARD = {"exp_backward": (vops.Exp, "expd", False), "log_backward": (vops.Log, "x", False),
-                  "sigmoid_backward": (vops.Sigmoid, "sigx", True), "relu_backward": (vops.ReLU, "x", True)}
-BINARY_FORWARD = {"add_forward": vops.Add, "sub_forward": vops.Sub, "mul_forward": vops.Multiply,
-                  "div_forward": vops.Div}
-BINARY_BACKWARD = {"mul_backward": (vops.Multiply, False), "div_backward": (vops.Div, True)}
-OTHERS = ["neg_forward", "sum_forward", "sum_backward", "rowsum_forward", "rowsum_backward", "rowmax_forward",
-          "rowmax_backward", "normalize_forward", "normalize_backward", "expand_forward", "expand_backward",
-          "identity", "squeeze", "unsqueeze", "select_forward", "select_backward", "matmul_forward",
-          "matmul_backward", "batchmm_forward", "batchmm_backward", "affine_forward", "affine_backward",
-          "logsoftmax_forward", "logsoftmax_backward", "logceloss_forward", "logceloss_backward", "add_into"]
-REFERENCE_CHECKED = set(UNARY_FORWARD) | set(UNARY_BACKWARD) | set(BINARY_FORWARD) | set(BINARY_BACKWARD) | set(OTHERS)
+# Every entry point of vgrad._C tested here against its op's Reference (the op naming it in `kernels`:
+# op_table.KERNEL_OWNERS): the element-wise families below, each tested by one parametrized test, and the
+# entry points of the tests marked @checks(...). tests/test_registry.py fails when an op's kernel is in neither.
+REFERENCE_CHECKED = set()
 
 
-# Functions without a c_calls() entry: they get the argument fuzzing of test_junk_arguments_never_crash.
-# reshape's reference tests are in test_properties_cnn.py. Nothing may be added to this list: a new function
-# needs its entry. (The CNN kernels' reference tests are in test_properties_cnn.py.)
-NOT_YET_COVERED = {"reshape"}
+def checks(*names, into=REFERENCE_CHECKED):
+    """Marks the test that checks these entry points of vgrad._C against their op's Reference."""
+    into.update(names)
+    return lambda test: test
 
 
-def test_every_entry_point_has_a_valid_call():
-    """Each function of vgrad._C has an entry in op_table.c_calls() (used by the bad-argument tests here and
-    the reference-count tests of test_memory.py); add one when you add a function to csrc/functions.def."""
-    missing = sorted(set(c_entry_points()) - set(c_calls()) - NOT_YET_COVERED)
-    assert not missing, f"vgrad._C functions without an entry in op_table.c_calls(): {missing}"
+def unary_families(ops):
+    """The element-wise ops of one input among `ops` (declared `tests = UnaryElementwise(...)` in vgrad/ops.py): their
+    forward kernels -> whether float32 results are exact (else within a few ulps), and their backward kernels ->
+    (the context key of the array it takes with go, whether its formula has several operations: float32 mixed with
+    float64 declined)."""
+    unary = unary_elementwise(ops)
+    return ({op.kernels[0]: op.tests.float32_exact for op in unary},
+            {op.kernels[1]: (op.tests.saved, op.tests.several_operations) for op in unary})
 
 
-def test_core_entry_points_are_checked_against_references():
-    missing = sorted(REFERENCE_CHECKED - set(c_entry_points()))
-    assert not missing, f"entry points tested here that vgrad._C no longer has: {missing}"
+UNARY_FORWARD, UNARY_BACKWARD = unary_families(vops.ALL_OPS)
+BINARY_FORWARD = ["add_forward", "sub_forward", "mul_forward", "div_forward"]
+# entry point -> whether its formula has several operations (float32 mixed with float64 declined)
+BINARY_BACKWARD = {"mul_backward": False, "div_backward": True}
+REFERENCE_CHECKED.update(UNARY_FORWARD, UNARY_BACKWARD, BINARY_FORWARD, BINARY_BACKWARD)
 
 
-
-@PROPERTY
+@checks("add_into")
+@settings()
 @given(data=st.data())
 def test_add_into_is_numpys_plus_equals(data):
     """add_into(current, grad), the step of backpropagation core.py hands to C, is current += grad: the same
@@ -339,6 +331,40 @@ def test_add_into_is_numpys_plus_equals(data):
     np.testing.assert_array_equal(current, expected)
 
 
+@checks("cached_empty", "cached_zeros", "cached_copy")
+@settings()
+@given(data=st.data())
+def test_cached_allocators_are_numpys(data):
+    """The buffer cache's allocators (csrc/alloc.c) give what np.empty, np.zeros and np.array(a, dtype,
+    order='C') give, whether the block is new or reused (large shapes come from the cache, small ones not)."""
+    shape = data.draw(shapes() | st.sampled_from([(300, 100), (70000,), (2, 3, 9000)]))
+    dtype = np.dtype(data.draw(st.sampled_from([np.float32, np.float64, np.int64, np.complex128, np.bool_])))
+    for fn, want in ((C.cached_empty, np.empty(shape, dtype)), (C.cached_zeros, np.zeros(shape, dtype))):
+        got = fn(shape, dtype)
+        assert type(got) is np.ndarray and got.dtype == want.dtype and got.shape == want.shape
+        assert got.flags.c_contiguous and got.flags.owndata and got.flags.writeable
+        if fn is C.cached_zeros:
+            np.testing.assert_array_equal(got, want)
+        got.fill(1)  # dirty, for the next draw that reuses the block
+    large = np.arange(30000.0).reshape(300, 100).T  # a large copy, from the cache (and not C-ordered)
+    got = C.cached_copy(large, np.float32)
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.array(large, dtype=np.float32, order="C"))
+    a = np.asarray(data.draw(operand(data.draw(shapes()))))
+    to = np.dtype(data.draw(st.sampled_from([np.float32, np.float64])))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+        try:
+            want = np.array(a, dtype=to, order="C")
+        except (TypeError, ValueError) as e:
+            with pytest.raises(type(e)):
+                C.cached_copy(a, to)
+            return
+        got = C.cached_copy(a, to)
+    assert got.flags.c_contiguous and got.dtype == to and got is not a
+    np.testing.assert_array_equal(got, want)
+
+
 # ------------------------------------------------------------------------------------------------
 # The fused ops of Linear, logsoftmax and logceloss (csrc/fused.c)
 # ------------------------------------------------------------------------------------------------
@@ -360,7 +386,8 @@ def affine_fits(w, b, x):
     return w.ndim == 2 and x.ndim == 2 and w.shape[1] == x.shape[1] and b.size == w.shape[0]
 
 
-@PROPERTY
+@checks("affine_forward")
+@settings()
 @given(data=st.data())
 def test_affine_forward(data):
     """w and b must be float32/float64 (else declined); x may be of any dtype: np.matmul promotes it."""
@@ -379,7 +406,8 @@ def test_affine_forward(data):
     assert_close(got, reference(vops.Affine, "forward", {}, rw, rb, rx), t, "affine_forward", bound)
 
 
-@PROPERTY
+@checks("affine_backward")
+@settings()
 @given(data=st.data())
 def test_affine_backward(data):
     w, b, x = data.draw(affine_operands())
@@ -417,7 +445,8 @@ def finite_matrix(draw, lo, hi, shape=None):
     return to_layout(a, draw(st.sampled_from(["C", "list"] + sorted(LAYOUTS))))
 
 
-@PROPERTY
+@checks("logsoftmax_forward")
+@settings()
 @given(data=st.data())
 def test_logsoftmax_forward(data):
     x = finite_matrix(data.draw, -1e3, 1e3) if data.draw(st.integers(0, 6)) else matrix_or_not(data.draw)
@@ -447,7 +476,8 @@ def test_logsoftmax_forward(data):
     assert_close(got[0], want, t, "logsoftmax_forward", 8 * float(np.finfo(t).eps) * scale)
 
 
-@PROPERTY
+@checks("logsoftmax_backward")
+@settings()
 @given(data=st.data())
 def test_logsoftmax_backward(data):
     """Against the Reference's backward on the context its forward made (expd, sumd, idxs), go in any
@@ -477,7 +507,8 @@ def test_logsoftmax_backward(data):
     assert_close(got, want, t, "logsoftmax_backward", bound)
 
 
-@PROPERTY
+@checks("logceloss_forward")
+@settings()
 @given(data=st.data())
 def test_logceloss_forward(data):
     lp = matrix_or_not(data.draw, "sum")
@@ -499,7 +530,8 @@ def test_logceloss_forward(data):
     check(got, want, t, "logceloss_forward", sum_bound(picked, t) if t == F32 else 0.0)
 
 
-@PROPERTY
+@checks("logceloss_backward")
+@settings()
 @given(data=st.data())
 def test_logceloss_backward(data):
     shape = data.draw(shape_argument(2))
@@ -573,7 +605,7 @@ PLAN_STEP = st.tuples(st.sampled_from(GRAPH_OPS), st.lists(st.integers(0, 50), m
                       st.integers(0, 9).map(lambda v: v == 0)).map(lambda s: (s[0][0], s[0][1], s[1], s[2]))
 
 
-@PROPERTY
+@settings()
 @given(plan=st.lists(PLAN_STEP, min_size=1, max_size=12))
 def test_graph_machinery_on_random_graphs(plan):
     """Random graphs (diamonds, shared inputs, two-output ops, nodes with requires_grad False): backward gives
@@ -622,10 +654,10 @@ def test_graph_machinery_on_random_graphs(plan):
 
 
 @pytest.mark.parametrize("name", sorted(UNARY_FORWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_unary_forward(name, data):
-    op, exact = UNARY_FORWARD[name]
+    op, exact = KERNEL_OWNERS[name], UNARY_FORWARD[name]
     x = data.draw(operand(shapes()))
     got = kernel(name, op.__name__, x)
     if check_declined(name, got, (x,)):
@@ -638,10 +670,10 @@ def test_unary_forward(name, data):
 
 
 @pytest.mark.parametrize("name", sorted(UNARY_BACKWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_unary_backward(name, data):
-    op, key, several = UNARY_BACKWARD[name]
+    op, (key, several) = KERNEL_OWNERS[name], UNARY_BACKWARD[name]
     shape = data.draw(shapes())
     go, s = data.draw(operand(shape)), data.draw(operand(data.draw(maybe_same(shape))))
     if arr(go).shape != arr(s).shape:
@@ -653,7 +685,8 @@ def test_unary_backward(name, data):
     assert_exact(got, reference(op, "backward", {key: as_seen(s, t)}, as_seen(go, t)), t, name)
 
 
-@PROPERTY
+@checks("neg_forward")
+@settings()
 @given(data=st.data())
 def test_neg_forward(data):
     go = data.draw(operand(shapes()))
@@ -666,10 +699,10 @@ def test_neg_forward(data):
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_FORWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_binary_forward(name, data):
-    op = BINARY_FORWARD[name]
+    op = KERNEL_OWNERS[name]
     shape = data.draw(shapes())
     a, b = data.draw(operand(shape)), data.draw(operand(data.draw(maybe_same(shape))))
     if arr(a).shape != arr(b).shape:
@@ -682,10 +715,10 @@ def test_binary_forward(name, data):
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_BACKWARD))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_binary_backward(name, data):
-    op, several = BINARY_BACKWARD[name]
+    op, several = KERNEL_OWNERS[name], BINARY_BACKWARD[name]
     shape = data.draw(shapes())
     go, a, b = (data.draw(operand(data.draw(maybe_same(shape)))) for _ in range(3))
     if not arr(go).shape == arr(a).shape == arr(b).shape:
@@ -705,7 +738,8 @@ def test_binary_backward(name, data):
 # ------------------------------------------------------------------------------------------------
 
 
-@PROPERTY
+@checks("sum_forward")
+@settings()
 @given(data=st.data())
 def test_sum_forward(data):
     x = data.draw(operand(shapes(), "sum"))
@@ -756,7 +790,8 @@ def shape_ok(shape, ndim=None):
     return all(d <= 2**20 for d in dims)
 
 
-@PROPERTY
+@checks("sum_backward")
+@settings()
 @given(data=st.data())
 def test_sum_backward(data):
     go = data.draw(operand(data.draw(st.sampled_from([(), (1,), (1, 1), (2,), (0,)]))))
@@ -777,7 +812,8 @@ def matrix_or_not(draw, kind="any"):
     return draw(operand(shape, kind))
 
 
-@PROPERTY
+@checks("rowsum_forward")
+@settings()
 @given(data=st.data())
 def test_rowsum_forward(data):
     x = matrix_or_not(data.draw, "sum")
@@ -791,7 +827,8 @@ def test_rowsum_forward(data):
     check(got, want, t, "rowsum_forward", sum_bound(ref(x, t), t, axis=1))
 
 
-@PROPERTY
+@checks("rowsum_backward")
+@settings()
 @given(data=st.data())
 def test_rowsum_backward(data):
     xshape = data.draw(shape_argument(2))
@@ -807,7 +844,8 @@ def test_rowsum_backward(data):
     assert_exact(got, want, t, "rowsum_backward")
 
 
-@PROPERTY
+@checks("rowmax_forward")
+@settings()
 @given(data=st.data())
 def test_rowmax_forward(data):
     x = matrix_or_not(data.draw)
@@ -828,7 +866,8 @@ def test_rowmax_forward(data):
     np.testing.assert_array_equal(got[1], ctx["idxs"], err_msg="rowmax_forward: the indices of the maxima")
 
 
-@PROPERTY
+@checks("rowmax_backward")
+@settings()
 @given(data=st.data())
 def test_rowmax_backward(data):
     xshape = data.draw(shape_argument(2))
@@ -848,7 +887,8 @@ def test_rowmax_backward(data):
     assert_exact(got, reference(vops.RowMax, "backward", ctx, ref(go, t)), t, "rowmax_backward")
 
 
-@PROPERTY
+@checks("normalize_forward")
+@settings()
 @given(data=st.data())
 def test_normalize_forward(data):
     # Normalize's domain is non-negative (softmax): there the sums have no cancellation to amplify.
@@ -869,7 +909,8 @@ def test_normalize_forward(data):
         check(got[0], want, t, "normalize_forward", 2 * n * eps * np.abs(want))
 
 
-@PROPERTY
+@checks("normalize_backward")
+@settings()
 @given(data=st.data())
 def test_normalize_backward(data):
     shape = data.draw(MATRIX) if data.draw(st.integers(0, 6)) else data.draw(shapes(max_dims=3))
@@ -908,7 +949,8 @@ def test_normalize_backward(data):
 DIMS = st.integers(-5, 5) | st.sampled_from([2**62, -2**62, 2**70])
 
 
-@PROPERTY
+@checks("expand_forward")
+@settings()
 @given(data=st.data())
 def test_expand_forward(data):
     shape = list(data.draw(shapes()))
@@ -929,7 +971,8 @@ def test_expand_forward(data):
     assert_exact(got, want.astype(t), t, "expand_forward")
 
 
-@PROPERTY
+@checks("expand_backward")
+@settings()
 @given(data=st.data())
 def test_expand_backward(data):
     go = data.draw(operand(shapes(), "sum"))
@@ -945,7 +988,8 @@ def test_expand_backward(data):
     check(got, want, t, "expand_backward", sum_bound(ref(go, t), t, axis=dim, keepdims=True))
 
 
-@PROPERTY
+@checks("identity")
+@settings()
 @given(data=st.data())
 def test_identity(data):
     x = data.draw(operand(shapes()))
@@ -961,7 +1005,8 @@ def check_view(got, x, want, what):
         assert np.shares_memory(got, x), f"{what}: not a view of the input"
 
 
-@PROPERTY
+@checks("squeeze")
+@settings()
 @given(data=st.data())
 def test_squeeze(data):
     shape = list(data.draw(shapes()))
@@ -975,7 +1020,8 @@ def test_squeeze(data):
     check_view(C.squeeze(x, dim), x, reference(vops.Squeeze, "forward", {}, a, dim), "squeeze")
 
 
-@PROPERTY
+@checks("unsqueeze")
+@settings()
 @given(data=st.data())
 def test_unsqueeze(data):
     x = data.draw(operand(shapes()))
@@ -997,7 +1043,8 @@ def test_unsqueeze_at_the_dimension_limit():
 # ------------------------------------------------------------------------------------------------
 
 
-@PROPERTY
+@checks("select_forward")
+@settings()
 @given(data=st.data())
 def test_select_forward(data):
     x = matrix_or_not(data.draw)
@@ -1016,7 +1063,8 @@ def test_select_forward(data):
     assert_exact(got, want.astype(t), t, "select_forward")
 
 
-@PROPERTY
+@checks("select_backward")
+@settings()
 @given(data=st.data())
 def test_select_backward(data):
     xshape = data.draw(shape_argument(2))
@@ -1072,19 +1120,21 @@ def dims_fit(objs, pairs):
     return True
 
 
+# entry point -> (the size names of its operands' shapes, the context keys of those backward takes with go)
 MATMUL = {
-    "matmul_forward": (vops.MatrixMultiply, ("nk", "km"), None),
-    "batchmm_forward": (vops.BatchMM, ("mk", "nk"), None),
-    "matmul_backward": (vops.MatrixMultiply, ("nm", "nk", "km"), ("a", "b")),
-    "batchmm_backward": (vops.BatchMM, ("nm", "mk", "nk"), ("matrix", "vectors")),
+    "matmul_forward": (("nk", "km"), None),
+    "batchmm_forward": (("mk", "nk"), None),
+    "matmul_backward": (("nm", "nk", "km"), ("a", "b")),
+    "batchmm_backward": (("nm", "mk", "nk"), ("matrix", "vectors")),
 }
 
 
+@checks(*MATMUL)
 @pytest.mark.parametrize("name", sorted(MATMUL))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_matrix_products(name, data):
-    op, pairs, keys = MATMUL[name]
+    op, (pairs, keys) = KERNEL_OWNERS[name], MATMUL[name]
     objs = data.draw(matrices(*pairs))
     if not dims_fit(objs, pairs):
         return refused(name, op.__name__, *objs)
@@ -1152,11 +1202,12 @@ ANYTHING = (st.none() | st.integers(-3, 5) | st.sampled_from([2**62, -2**62, 2**
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
-@PROPERTY
+@settings()
 @given(data=st.data())
 def test_any_arguments_never_crash(name, data):
     """Arguments of any kind and number, in the positions of a valid call (some left valid): a result or a
-    clean exception, never a crash. This covers the entry points without a reference test above too."""
+    clean exception, never a crash. This covers the CNN entry points too (their reference tests are in
+    test_properties_cnn.py)."""
     call = CALLS[name]
     args = [data.draw(ANYTHING) if data.draw(st.booleans()) else a for a in call.args]
     args = args[:data.draw(st.integers(len(args) - 1, len(args)))] if data.draw(st.integers(0, 9)) == 0 else args
@@ -1167,18 +1218,3 @@ def test_any_arguments_never_crash(name, data):
     except Exception:  # add_into is `current += grad`: whatever += raises for these operands, it raises
         if name != "add_into":
             raise
-
-
-JUNK = ANYTHING | st.builds(object) | st.just(vops.Add) | st.lists(st.none() | st.integers(0, 3), max_size=3)
-
-
-@pytest.mark.parametrize("name", sorted(NOT_YET_COVERED & set(c_entry_points())))
-@PROPERTY
-@given(args=st.lists(JUNK, max_size=9))
-def test_junk_arguments_never_crash(name, args):
-    """Entry points without a valid-call entry yet: any number of arguments of any kind gives a result or a
-    clean exception, never a crash."""
-    try:
-        getattr(C, name)(*args)
-    except CLEAN:
-        pass

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 import vgrad
@@ -41,9 +41,6 @@ MAXP = 2**63 - 1  # NPY_MAX_INTP
 SMALL_BYTES = 2**24  # calls whose every buffer is at most this large run
 HUGE_BYTES = 2**45  # 32 TiB: no allocation this large succeeds here (nor under ASan, whose limit is 1 TiB)
 
-EXAMPLES = int(os.environ.get("VGRAD_HYPOTHESIS_EXAMPLES", "80"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=False,
-                    suppress_health_check=list(HealthCheck))
 
 # ------------------------------------------------------------------------------------------------
 # Running calls in a child process
@@ -520,7 +517,7 @@ def conv_call(draw):
     return (t, xs, ws, bs) + draw(params("kkpp"))
 
 
-@PROPERTY
+@settings()
 @given(call=conv_call(), seed=st.integers(0, 2**32 - 1))
 def property_conv2d_forward(call, seed):
     t, xs, ws, bs, sh, sw, ph, pw = call
@@ -559,7 +556,7 @@ def conv_backward_call(draw):
     return t, xshape, ws, go_s, cols_s, sh, sw, ph, pw, draw(st.booleans()), draw(st.booleans())
 
 
-@PROPERTY
+@settings()
 @given(call=conv_backward_call(), seed=st.integers(0, 2**32 - 1))
 def property_conv2d_backward(call, seed):
     t, xshape, ws, go_s, cols_s, sh, sw, ph, pw, with_bias, needs_x = call
@@ -619,7 +616,7 @@ def pool_call(draw):
 
 
 def _pool_forward(name, op_class, op, idx_size):
-    @PROPERTY
+    @settings()
     @given(call=pool_call(), seed=st.integers(0, 2**32 - 1))
     def prop(call, seed):
         t, xs, kh, kw, sh, sw = call
@@ -659,7 +656,7 @@ def xshape_ok(xshape, itemsize):
     return len(xshape) == 4 and parse_shape_ok(xshape) and fits(xshape, itemsize)
 
 
-@PROPERTY
+@settings()
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def property_maxpool2d_backward(data, seed):
     t = data.draw(DTYPE)
@@ -695,7 +692,7 @@ def property_maxpool2d_backward(data, seed):
         np.testing.assert_array_equal(gx, want, err_msg="maxpool2d_backward values")
 
 
-@PROPERTY
+@settings()
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def property_avgpool2d_backward(data, seed):
     t = data.draw(DTYPE)
@@ -731,7 +728,7 @@ def any_shape(draw, itemsize, min_dims=0, max_dims=4):
     return draw(creatable(tuple(draw(SIZE) for _ in range(draw(st.integers(min_dims, max_dims)))), itemsize))
 
 
-@PROPERTY
+@settings()
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def property_batchnorm(data, seed):
     """batchnorm_forward and batchnorm_backward: empty batches of any size, odd numbers of values."""
@@ -759,7 +756,7 @@ def property_batchnorm(data, seed):
         assert not grads[1].any() and not grads[2].any(), "batchnorm_backward: an empty batch has no gradient"
 
 
-@PROPERTY
+@settings()
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def property_dropout(data, seed):
     t = data.draw(DTYPE)
@@ -778,7 +775,7 @@ def property_dropout(data, seed):
             np.testing.assert_array_equal(y, np.where(mask, x * t(2), t(0)), err_msg=name)
 
 
-@PROPERTY
+@settings()
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def property_cross_entropy(data, seed):
     """cross_entropy_forward and cross_entropy_backward, with empty batches of many classes, and divisors
@@ -807,7 +804,7 @@ def property_cross_entropy(data, seed):
     check_shapes(g, (n, c), t, "cross_entropy_backward")
 
 
-@PROPERTY
+@settings()
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def property_reshape(data, seed):
     """reshape against np.reshape, to shapes from the boundaries (with -1 sometimes)."""

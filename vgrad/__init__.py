@@ -23,18 +23,20 @@ if _os.environ.get('VGRAD_PURE_PYTHON'):
     del _load
 
 from . import core, data, functions, modules, ops
-from .core import Module, Op, OpNode, TensorNode, no_grad
+from .core import (DTypeWarning, GraphWarning, Module, NonFiniteWarning, Op, OpNode, TensorNode, VgradWarning,
+                   no_grad)
 from .data import load_cifar10, load_fashion_mnist, load_mnist, load_synth
 from .functions import celoss, fused, logceloss, logsoftmax, relu, sigmoid, softmax, unfused
 from .gradcheck import GradcheckError, gradcheck
 from .graph_draw import to_dot
+from .memory import cache_info, empty_cache, set_cache_limit
 from .modules import MLP, Linear
-from .ops import (ALL_OPS, Add, Affine, BatchMM, Div, Exp, Expand, Id, Log, MatrixMultiply, Multiply, Normalize, ReLU,
-                  RowMax, RowSum, Select, Sigmoid, Squeeze, Sub, Sum, Unsqueeze, LogSoftmax, LogCELoss)
+from .ops import ALL_OPS
+globals().update({_op.__name__: _op for _op in ALL_OPS})  # every built-in op under its name: vg.Sigmoid, vg.Convolution
 from . import nn, nn_ops, optim
 from .nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, MaxPool2d, Sequential, avg_pool2d,
                  batch_norm, conv2d, cross_entropy, dropout, flatten, max_pool2d, reshape, to_dtype)
-from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
 from .optim import SGD, Adam
+from .modules import load, save  # state dicts in .npz files
 
 __version__ = '0.1.0'

@@ -12,7 +12,8 @@ it, Jupyter shows the text tree. Graphs are cut off after `max_nodes` nodes, so 
 a long chain does not hang the notebook.
 
 In Jupyter, `draw(node)` displays the graph; a TensorNode itself displays the same way through
-TensorNode._repr_mimebundle_, which calls `mimebundle` below.
+TensorNode._repr_mimebundle_, which calls `mimebundle` below: core.py does not import this module (it builds on
+core.py), so this module hands `mimebundle` to core.py when it is imported (at its end).
 """
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from collections import deque
 
 import numpy as np
 
+from . import core
 from .core import TensorNode
 
 __all__ = ['to_dot', 'to_text', 'to_svg', 'draw', 'mimebundle', 'GraphPicture']
@@ -228,3 +230,6 @@ class GraphPicture:
 def draw(node, max_nodes=MAX_NODES):
     """Draw the graph below `node`: in Jupyter, make this the last expression of a cell."""
     return GraphPicture(node, max_nodes)
+
+
+core._mimebundle = mimebundle  # TensorNode._repr_mimebundle_ (see the docstring at the top)

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from .core import Module, TensorNode
+from .core import DTypeWarning, Module, TensorNode, _not_a_node, _warn, to_dtype  # (to_dtype: Module.to uses it)
 from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
 
 # ---- checks of the arguments, made when a module is built: a bad size fails there, named, rather than as a
@@ -56,6 +56,40 @@ def _number(owner, what, value, low, high=None, low_open=False):
             wanted = f'be a finite number {"greater than" if low_open else "of at least"} {low:g}'
         raise ValueError(f'{owner}: {what} must {wanted}, got {value}')
     return value
+
+
+def _value(owner, x):
+    """x.value, for a module's input x that must be a TensorNode."""
+    try:
+        return x.value
+    except AttributeError:
+        raise _not_a_node(owner, x) from None
+
+
+# ---- the dtype of a layer's input against its weights: NumPy converts a mismatch silently, on every call
+
+_dtype_warned = set()  # (layer, input dtype, weight dtype) already warned about: each once per process
+
+
+def _check_input_dtype(owner, x, w, what):
+    """Warn (vg.DTypeWarning) when NumPy will convert the input x to compute with the float weights w: a
+    float32 input and float64 weights compute in float64 (or the other way round), integer pixels are
+    converted at every call (and, unscaled, make training unstable)."""
+    xd, wd = x.dtype, w.dtype
+    if xd == wd or wd.kind != 'f' or (owner, xd, wd) in _dtype_warned:
+        return
+    if xd.kind == 'f':
+        message = (f'{owner}: the input is {xd} but the {what} are {wd}, so NumPy computes in '
+                   f'{np.result_type(xd, wd)}, converting at every call. Use one dtype: cast the data, '
+                   f'x.astype(np.{wd}), or the model, model.to(np.{xd})')
+    elif xd.kind in 'uib':
+        message = (f'{owner}: the input is {xd} but the {what} are {wd}: NumPy converts it at every call, and '
+                   f'raw 0-255 pixels make training unstable. Cast your data once: x.astype(np.{wd}) / 255 '
+                   f'(PyTorch refuses integer inputs to its layers)')
+    else:
+        return
+    _dtype_warned.add((owner, xd, wd))
+    _warn(message, DTypeWarning)
 
 
 # ---- functions ------------------------------------------------------------------------------------------
@@ -171,8 +205,40 @@ class Conv2d(Module):
         self.b = TensorNode(np.random.uniform(-bound, bound, out_channels)) if bias else None
         self.stride, self.padding = stride, padding
 
+    _parameter_names = {'w': 'weight', 'b': 'bias'}  # PyTorch's names; `weight` and `bias` read them too
+
+    @property
+    def weight(self):
+        """The filters (out_channels, in_channels, kh, kw): the same TensorNode as `w`."""
+        return self.w
+
+    @weight.setter
+    def weight(self, node):
+        self.w = node
+
+    @property
+    def bias(self):
+        """The bias (out_channels,), or None: the same as `b`."""
+        return self.b
+
+    @bias.setter
+    def bias(self, node):
+        self.b = node
+
     def forward(self, x):
+        value, w = _value('Conv2d', x), self.w.value
+        if value.dtype is not w.dtype:
+            _check_input_dtype('Conv2d', value, w, 'filters')
         return conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self):
+        out_channels, in_channels, kh, kw = self.w.value.shape
+        text = (f'{in_channels}, {out_channels}, kernel_size={(kh, kw)}, '
+                f'stride={_int_pair("Conv2d", "stride", self.stride, 1)}')
+        padding = _int_pair('Conv2d', 'padding', self.padding, 0)
+        if padding != (0, 0):
+            text += f', padding={padding}'
+        return text + (', bias=False' if self.b is None else '')
 
 
 class MaxPool2d(Module):
@@ -186,6 +252,9 @@ class MaxPool2d(Module):
     def forward(self, x):
         return max_pool2d(x, self.kernel_size, self.stride)
 
+    def extra_repr(self):
+        return f'kernel_size={self.kernel_size}, stride={self.kernel_size if self.stride is None else self.stride}'
+
 
 class AvgPool2d(Module):
     def __init__(self, kernel_size, stride=None):
@@ -198,6 +267,9 @@ class AvgPool2d(Module):
     def forward(self, x):
         return avg_pool2d(x, self.kernel_size, self.stride)
 
+    def extra_repr(self):
+        return f'kernel_size={self.kernel_size}, stride={self.kernel_size if self.stride is None else self.stride}'
+
 
 class Dropout(Module):
     """Dropout with probability p in training mode (module.train()); the identity after module.eval().
@@ -208,7 +280,11 @@ class Dropout(Module):
         self.p = _number('Dropout', 'p', p, 0, 1)
 
     def forward(self, x):
+        _value('Dropout', x)
         return dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f'p={self.p}'
 
 
 class _BatchNorm(Module):
@@ -216,6 +292,7 @@ class _BatchNorm(Module):
     running statistics (plain arrays, not parameters) used after module.eval()."""
 
     dims = ()  # the numbers of input dimensions accepted
+    _buffers = ('running_mean', 'running_var')
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
@@ -230,11 +307,14 @@ class _BatchNorm(Module):
         self.eps, self.momentum = eps, momentum
 
     def forward(self, x):
-        if x.value.ndim not in self.dims:
+        if _value(type(self).__name__, x).ndim not in self.dims:
             raise ValueError(f'{type(self).__name__}: expected an input with {" or ".join(map(str, self.dims))} '
                              f'dimensions, got shape {x.value.shape}')
         return batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
                           self.momentum, self.eps)
+
+    def extra_repr(self):
+        return f'{self.weight.value.shape[0]}, eps={self.eps}, momentum={self.momentum}'
 
 
 class BatchNorm1d(_BatchNorm):
@@ -251,11 +331,13 @@ class Flatten(Module):
     """(N, ...) -> (N, everything else)."""
 
     def forward(self, x):
+        _value('Flatten', x)
         return flatten(x)
 
 
 class Sequential(Module):
-    """Layers applied one after the other: modules, or plain functions of one node such as vg.relu."""
+    """Layers applied one after the other: modules, op layers such as vg.ReLU() (PyTorch's nn.ReLU()), or plain
+    functions of one node such as vg.relu."""
 
     def __init__(self, *layers):
         super().__init__()
@@ -269,28 +351,16 @@ class Sequential(Module):
             x = layer(x)
         return x
 
+    def _members(self):
+        # PyTorch's names: '0', '1', ... (so the parameters are '0.weight', '0.bias', ...)
+        for i, layer in enumerate(self.layers):
+            yield str(i), layer
+
     def __getitem__(self, i):
         return self.layers[i]
 
     def __len__(self):
         return len(self.layers)
-
-
-def to_dtype(module, dtype):
-    """
-    Cast the parameters of a module and its submodules (and float arrays they keep, such as batch norm's
-    running statistics) to dtype, in place; returns the module. vgrad computes in float32 when all inputs
-    are float32: `vg.to_dtype(net, np.float32)` with float32 data trains as PyTorch's default does.
-    """
-    dtype = np.dtype(dtype)
-    for node in module.parameters():
-        node.value = node.value.astype(dtype)
-        node.grad = None  # reallocated, in the new dtype, when next needed
-    for sub in module.modules():
-        for name, value in vars(sub).items():
-            if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
-                setattr(sub, name, value.astype(dtype))
-    return module
 
 
 __all__ = ['conv2d', 'max_pool2d', 'avg_pool2d', 'dropout', 'batch_norm', 'reshape', 'flatten', 'cross_entropy',

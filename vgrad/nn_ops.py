@@ -40,6 +40,7 @@ class Convolution(Op):
     The Reference is the textbook formulation: im2col lays every window out as a column of `cols`
     (C kh kw, N OH OW), and the filters, as the rows of an (O, C kh kw) matrix, multiply it.
     """
+    kernels = ('conv2d', 'conv2d_grad', 'conv2d_forward', 'conv2d_backward')  # the last two: the earlier interface
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -109,6 +110,7 @@ class MaxPooling(Op):
     overlap). The gradient flows to the (first) maximum of each window; context['indices'] holds its
     position h * W + w within its image, as PyTorch's return_indices.
     """
+    kernels = ('maxpool2d_forward', 'maxpool2d_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -154,6 +156,7 @@ class AvgPooling(Op):
     AvgPooling.do_forward(x, kernel_size=2, stride=None). Each element of a window gets 1/(kh kw) of the
     window's gradient.
     """
+    kernels = ('avgpool2d_forward', 'avgpool2d_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -194,6 +197,7 @@ class DropoutMask(Op):
     keep is False (everywhere when p == 1). The division keeps the expected value of each element as it is,
     so nothing changes at evaluation time. vg.dropout draws the mask with np.random.
     """
+    kernels = ('dropout_forward', 'dropout_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -231,6 +235,7 @@ class BatchNormalization(Op):
     it leaves in context['mean'] and context['var'] for the caller to update running statistics (vg.batch_norm
     does); with them (evaluation) it uses those instead.
     """
+    kernels = ('batchnorm_forward', 'batchnorm_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -285,6 +290,7 @@ class CrossEntropy(Op):
     with the log-sum-exp trick, so no exp overflows; the result is a scalar, the mean (or sum) over the rows
     of logsumexp(logits_i) - logits_i,t_i. Its gradient is (softmax - onehot(targets)) / N (or without / N).
     """
+    kernels = ('cross_entropy_forward', 'cross_entropy_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -323,6 +329,7 @@ class CrossEntropy(Op):
 class Reshape(Op):
     """Give x another shape with the same number of elements: Reshape.do_forward(x, shape=(n, -1)). A view
     of x when its layout allows (as np.reshape); x's dtype is kept."""
+    kernels = ('reshape',)
 
     @staticmethod
     def forward(context, x, *, shape):
@@ -345,7 +352,10 @@ class Reshape(Op):
             return np.reshape(go, context['xshape'])
 
 
-NN_OPS = (Convolution, MaxPooling, AvgPooling, DropoutMask, BatchNormalization, CrossEntropy, Reshape)
+# The CNN toolkit's ops: every op class defined above, in order (vgrad.ops.ALL_OPS, the one list of the built-in
+# ops, ends with them). Each names in `kernels` the functions of vgrad._C it owns, as the ops of ops.py do.
+NN_OPS = tuple(value for value in list(globals().values())
+               if isinstance(value, type) and issubclass(value, Op) and value.__module__ == __name__)
 
 for _op in NN_OPS:  # give the references readable names in error messages and reprs, as ops.py does
     _op.Reference.__name__ = _op.Reference.__qualname__ = f'{_op.__name__}.Reference'

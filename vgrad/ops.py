@@ -14,15 +14,49 @@ mixed float32/float64 inputs are computed in float64. For any other dtype (integ
 runs its Reference, so the result has the dtype NumPy gives (int64 + int64 is int64), as in vugrad: each
 op's forward and backward is a `_C.with_reference` of the C-backed method and the Reference's (see the end
 of this file), and a kernel declines what it does not compute. Any memory layout works.
+
+Each op also names, in `kernels`, the functions of vgrad._C it owns: they compute it, and their error messages
+name it. (An op may call another op's kernels too: Squeeze's backward is Unsqueeze's.) The op classes are the
+registry of ops: ALL_OPS (at the end) lists them by itself, and every other list of ops is checked against it.
+Adding an op, say Tanh, takes
+  1. a class here: forward and backward calling its kernels, its NumPy Reference,
+     `kernels = ('tanh_forward', 'tanh_backward')`, and, for an element-wise op of one input like Tanh, its test
+     inputs: `tests = UnaryElementwise(...)` (below);
+  2. its kernels, forward beside backward, in one C file of csrc/ (an element-wise op: csrc/elementwise.c);
+  3. a line per kernel in csrc/functions.def, the table of what vgrad._C exports.
+vgrad/__init__.py exports it by itself (from ALL_OPS), and the tests build its entry, valid calls and property
+tests from `tests`. tests/test_registry.py fails, saying what to add where, until each kernel exists and is
+tested, and the README names the op. (Ops of other kinds have their test inputs written out in tests/op_table.py
+and tests/test_properties.py.)
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import _C
+from . import core as _core
 from .core import Op
+
+
+@dataclass(frozen=True)
+class UnaryElementwise:
+    """
+    An element-wise op on one array, x -> f(x), with `kernels = (forward kernel, backward kernel)`: the forward
+    kernel takes x, the backward one go and an array the forward left in the context. Declared as an op's
+    `tests`, it is all the tests need: tests/op_table.py builds from it the op's samples (every element-wise shape,
+    values drawn from `domain`, see op_table.DOMAINS), its special values (inf, NaN, signed zeros, subnormals,
+    overflowing values) and a valid call of each kernel, and tests/test_properties.py checks both kernels against
+    the op's Reference.
+    """
+    domain: str  # where the samples' values lie: 'real', 'positive', 'relu' (away from 0), 'wide' ([-30, 30])
+    saved: str  # the context key of the array the backward kernel takes with go
+    float32_exact: bool  # the float32 forward kernel gives the Reference's result exactly (else within a few ulps)
+    several_operations: bool  # the backward formula has several operations, so float32 with float64 is declined
 
 
 class Add(Op):
     """Element-wise addition a + b of two arrays of the same shape."""
+    kernels = ('add_forward',)
 
     @staticmethod
     def forward(context, a, b):
@@ -44,6 +78,7 @@ class Add(Op):
 
 class Sub(Op):
     """Element-wise subtraction a - b of two arrays of the same shape."""
+    kernels = ('sub_forward', 'neg_forward')
 
     @staticmethod
     def forward(context, a, b):
@@ -65,6 +100,7 @@ class Sub(Op):
 
 class Multiply(Op):
     """Element-wise multiplication a * b of two arrays of the same shape."""
+    kernels = ('mul_forward', 'mul_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -90,6 +126,7 @@ class Multiply(Op):
 
 class Div(Op):
     """Element-wise division a / b of two arrays of the same shape (the assignment's question 1)."""
+    kernels = ('div_forward', 'div_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -116,6 +153,7 @@ class Div(Op):
 
 class MatrixMultiply(Op):
     """Matrix product a @ b of an (n, k) and a (k, m) matrix, through BLAS."""
+    kernels = ('matmul_forward', 'matmul_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -144,6 +182,7 @@ class BatchMM(Op):
     A single (m, k) matrix times a batch of n vectors given as the rows of an (n, k) matrix: the (n, m)
     result holds matrix @ vector for each vector. This is what Linear uses.
     """
+    kernels = ('batchmm_forward', 'batchmm_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -169,6 +208,8 @@ class BatchMM(Op):
 
 class Log(Op):
     """Element-wise natural logarithm."""
+    kernels = ('log_forward', 'log_backward')
+    tests = UnaryElementwise(domain='positive', saved='x', float32_exact=False, several_operations=False)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -193,6 +234,8 @@ class Log(Op):
 
 class Exp(Op):
     """Element-wise natural exponent."""
+    kernels = ('exp_forward', 'exp_backward')
+    tests = UnaryElementwise(domain='real', saved='expd', float32_exact=False, several_operations=False)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -217,6 +260,8 @@ class Exp(Op):
 
 class Sigmoid(Op):
     """Element-wise logistic sigmoid 1 / (1 + exp(-x))."""
+    kernels = ('sigmoid_forward', 'sigmoid_backward')
+    tests = UnaryElementwise(domain='wide', saved='sigx', float32_exact=False, several_operations=True)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -244,6 +289,8 @@ class Sigmoid(Op):
 
 class ReLU(Op):
     """Element-wise rectified linear unit max(x, 0) (the assignment's question 9)."""
+    kernels = ('relu_forward', 'relu_backward')
+    tests = UnaryElementwise(domain='relu', saved='x', float32_exact=True, several_operations=True)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -269,6 +316,7 @@ class ReLU(Op):
 
 class Id(Op):
     """The identity: returns its input itself. Useful to add a named node to a graph while debugging."""
+    kernels = ('identity',)
 
     @staticmethod
     def forward(context, x):
@@ -290,6 +338,7 @@ class Id(Op):
 
 class Sum(Op):
     """The sum of all elements of a tensor, as a 0-d array (a scalar)."""
+    kernels = ('sum_forward', 'sum_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -316,6 +365,7 @@ class Sum(Op):
 
 class RowSum(Op):
     """The sum of each row of a matrix: (n, m) -> (n,)."""
+    kernels = ('rowsum_forward', 'rowsum_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -341,6 +391,7 @@ class RowSum(Op):
 
 class RowMax(Op):
     """The maximum of each row of a matrix: (n, m) -> (n,). The gradient flows to the (first) maximum."""
+    kernels = ('rowmax_forward', 'rowmax_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -371,6 +422,7 @@ class RowMax(Op):
 
 class Normalize(Op):
     """Divide each row of a matrix by its sum, so that the rows sum to one."""
+    kernels = ('normalize_forward', 'normalize_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -402,6 +454,7 @@ class Expand(Op):
     Repeat a singleton dimension: Expand.do_forward(x, dim=d, repeats=r) turns size 1 at dimension d into
     size r, as broadcasting would. Its gradient sums over the repeats.
     """
+    kernels = ('expand_forward', 'expand_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -430,6 +483,7 @@ class Select(Op):
     x[i, k[i]] of length n. The indices are constants, not nodes: they get no gradient. (PyTorch's gather
     does this and more.)
     """
+    kernels = ('select_forward', 'select_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -460,6 +514,7 @@ class Select(Op):
 
 class Squeeze(Op):
     """Remove the singleton dimension `dim` (a view of the input)."""
+    kernels = ('squeeze',)  # its backward is Unsqueeze's kernel
 
     @staticmethod
     def forward(context, input, dim=0):
@@ -483,6 +538,7 @@ class Squeeze(Op):
 
 class Unsqueeze(Op):
     """Insert a singleton dimension at `dim` (a view of the input)."""
+    kernels = ('unsqueeze',)  # its backward is Squeeze's kernel
 
     @staticmethod
     def forward(context, input, dim=0):
@@ -510,6 +566,7 @@ class Affine(Op):
     BatchMM, Expand and Add as one op. It computes the same numbers as that chain with one graph node
     instead of three. (Build vugrad's chain instead inside `with vg.unfused():`.)
     """
+    kernels = ('affine_forward', 'affine_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -544,6 +601,7 @@ class LogSoftmax(Op):
     Unsqueeze, Expand, Sub, Exp, RowSum, Log, Unsqueeze, Expand, Sub) as one, computing the same numbers in the
     same order, forward and backward.
     """
+    kernels = ('logsoftmax_forward', 'logsoftmax_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -590,6 +648,7 @@ class LogCELoss(Op):
     The cross-entropy loss from log-probabilities: minus the sum over the rows of the log-probability of
     each row's target class (logceloss's Select, Sum and Multiply by -1 as one op).
     """
+    kernels = ('logceloss_forward', 'logceloss_backward')
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -618,9 +677,22 @@ class LogCELoss(Op):
             return glp
 
 
-# The one list of built-in ops; the tests check that each has an entry in their table.
-ALL_OPS = (Add, Sub, Multiply, Div, MatrixMultiply, BatchMM, Log, Exp, Sigmoid, ReLU, Id, Sum, RowSum, RowMax,
-           Normalize, Expand, Select, Squeeze, Unsqueeze, Affine, LogSoftmax, LogCELoss)
+# The one list of the built-in ops: every op class defined above, in order (the CNN toolkit's are added below).
+# Each names in `kernels` the functions of vgrad._C it owns. Every other list of ops (vgrad's exports, the README,
+# the tests' tables, the functions vgrad._C exports) is checked against this one by tests/test_registry.py.
+ALL_OPS = tuple(value for value in list(globals().values())
+                if isinstance(value, type) and issubclass(value, Op) and value.__module__ == __name__)
+
+# What vgrad._C exports besides the ops' kernels: the machinery around them. Every name it exports is an op's
+# kernel or one of these.
+C_HELPERS = {
+    'add_into': "current += grad: the one step of backpropagation core.py hands to C",
+    'cached_empty': "np.empty(shape, dtype) with its memory from the cache of large buffers (csrc/alloc.c)",
+    'cached_zeros': "np.zeros(shape, dtype) with its memory from the cache of large buffers: TensorNode.grad",
+    'cached_copy': "np.array(a, dtype, order='C') with its memory from the cache: the gradients core.py copies",
+    'with_reference': "wraps an op's forward or backward so that the Reference's runs when a kernel declines (below)",
+    'UseReference': "the TypeError with which a kernel declines a call, leaving it to the op's Reference",
+}
 
 for _op in ALL_OPS:
     # readable names for the references in error messages and reprs
@@ -633,8 +705,13 @@ for _op in ALL_OPS:
     _op.backward = _C.with_reference(_op.backward, _op.Reference.backward)
 del _op
 
-# The CNN toolkit's ops (convolution, pooling, dropout, batch norm, cross-entropy, reshape) live in nn_ops.py;
-# their names are imported here too, so that vgrad.ops has every op.
-from .nn_ops import (NN_OPS, AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask,  # noqa: E402,F401
-                     MaxPooling, Reshape)
+# TensorNode's operators + - * / @ run these ops. core.py, on which every op is built, does not import this
+# module: it gets them here, once, when vgrad imports this module.
+_core.Add, _core.Sub, _core.Multiply, _core.Div, _core.MatrixMultiply = Add, Sub, Multiply, Div, MatrixMultiply
+
+# The CNN toolkit's ops (convolution, pooling, dropout, batch norm, cross-entropy, reshape) live in nn_ops.py.
+# They are this module's too, so that vgrad.ops has every op: vgrad.ops.Convolution is vgrad.nn_ops.Convolution.
+from .nn_ops import NN_OPS  # noqa: E402
+
+globals().update({op.__name__: op for op in NN_OPS})
 ALL_OPS = ALL_OPS + NN_OPS

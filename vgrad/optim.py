@@ -65,6 +65,7 @@ import math
 
 import numpy as np
 
+from . import memory
 from .core import Module, TensorNode, grad_dtype
 
 
@@ -151,8 +152,9 @@ class Optimizer:
         """Update every parameter that has a gradient (see the module's docstring), group by group. If given,
         closure() (which recomputes the loss) is called first, and its result returned."""
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            self._update(group)
+        with memory.cached():  # the update's temporaries reuse last step's blocks (vgrad/memory.py)
+            for group in self.param_groups:
+                self._update(group)
         return loss
 
     def _update(self, group):

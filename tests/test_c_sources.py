@@ -1,0 +1,93 @@
+"""The layout of csrc/ that a reader relies on (csrc/vgrad.h describes it):
+
+- every kernel a boundary function calls is an ordinary function that `grep <name>` finds: defined in a
+  kernel template as VG_T(<name>) (instantiate.h compiles it for float and double) or written out as
+  <name>_f32 and <name>_f64, never made by token pasting inside a macro body;
+- each op's backward kernel follows its forward kernel in the same template;
+- the kernel templates, and the files that instantiate them, have no macro bodies continued with `\\`;
+- vgrad.h's map of the files names every file of csrc/.
+
+The CNN files that still write their kernels as macros (DEFINE_... through VG_INSTANTIATE) are checked once
+they include instantiate.h."""
+
+import pathlib
+import re
+
+import pytest
+
+CSRC = pathlib.Path(__file__).resolve().parents[1] / "csrc"
+
+
+def strip_comments(text):
+    return re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+
+
+def templates():
+    """The kernel templates: the headers that a file passes to instantiate.h as VG_TEMPLATE."""
+    names = set()
+    for f in sorted(CSRC.iterdir()):
+        if f.suffix in (".c", ".h"):
+            names.update(re.findall(r'#define\s+VG_TEMPLATE\s+"([^"]+)"', strip_comments(f.read_text())))
+    return sorted(names)
+
+
+def instantiating_files():
+    return sorted(f.name for f in CSRC.glob("*.c") if '#include "instantiate.h"' in f.read_text())
+
+
+def defined_kernels(name):
+    """Kernel definitions (with a body) in a template, in the order of the file: [(kernel, line), ...]."""
+    text = strip_comments((CSRC / name).read_text())
+    found = []
+    for m in re.finditer(r"^[A-Za-z_][\w ]*\bVG_T\((\w+)\)\s*\([^;{]*\)\s*\{", text, flags=re.M):
+        found.append((m.group(1), text.count("\n", 0, m.start()) + 1))
+    return found
+
+
+def test_there_are_templates_and_files_that_use_them():
+    # a check of the checks below: if the patterns stopped matching, they would pass on nothing
+    assert {"elementwise_kernels.h", "fused_kernels.h", "rows_kernels.h"} <= set(templates())
+    assert {"elementwise.c", "fused.c", "rows.c"} <= set(instantiating_files())
+    called = "\n".join((CSRC / f).read_text() for f in ("elementwise.c", "fused.c"))
+    assert "KERNEL(binary_kernel, mul_forward)" in called and "VG_CALL(c.type, logsoftmax_forward" in called
+    assert "sigmoid_backward" in [k for k, _ in defined_kernels("elementwise_kernels.h")]
+
+
+@pytest.mark.parametrize("source", instantiating_files())
+def test_every_called_kernel_is_a_function_grep_finds(source):
+    text = re.sub(r"^\s*#define.*$", "", strip_comments((CSRC / source).read_text()), flags=re.M)
+    called = set(re.findall(r"\bVG_CALL\([^,]+,\s*(\w+)", text)) | set(re.findall(r"\bKERNEL\(\w+,\s*(\w+)\)", text))
+    every_template = {k for t in templates() for k, _ in defined_kernels(t)}
+    everything = "\n".join(strip_comments(f.read_text()) for f in CSRC.iterdir() if f.suffix in (".c", ".h"))
+    missing = [
+        k
+        for k in sorted(called)
+        if k not in every_template
+        and not all(re.search(rf"^[\w ]*\b{k}_{s}\([^;]*\)\s*\{{", everything, flags=re.M) for s in ("f32", "f64"))
+    ]
+    assert not missing, f"{source} calls kernels with no plain definition in csrc/: {missing}"
+
+
+@pytest.mark.parametrize("template", templates())
+def test_backward_follows_its_forward(template):
+    kernels = defined_kernels(template)  # (none in shared_kernels.h, which only declares)
+    for i, (name, line) in enumerate(kernels):
+        if name.endswith("_backward"):
+            forward = name[: -len("_backward")] + "_forward"
+            before = kernels[i - 1][0] if i > 0 else None
+            assert before == forward, f"{template}:{line}: {name} should follow {forward}, follows {before}"
+
+
+@pytest.mark.parametrize("source", templates() + instantiating_files())
+def test_no_macro_bodies_continued_with_backslash(source):
+    lines = (CSRC / source).read_text().splitlines()
+    continued = [i + 1 for i, line in enumerate(lines) if line.rstrip().endswith("\\")]
+    assert not continued, f"{source}: lines continued with a backslash: {continued}"
+
+
+def test_vgrad_h_maps_every_file():
+    header = (CSRC / "vgrad.h").read_text()
+    description = header[: header.index("*/")]
+    files = sorted(f.name for f in CSRC.iterdir() if f.suffix in (".c", ".h", ".def"))
+    missing = [f for f in files if not re.search(rf"(?<![\w.]){re.escape(f)}(?![\w.])", description)]
+    assert not missing, f"csrc/vgrad.h's map of the files does not name {missing}"
