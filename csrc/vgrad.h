@@ -37,6 +37,11 @@
  *   checked.h                                overflow-checked arithmetic on sizes from user input
  *   nn.h, nn.c, conv.c, pool.c               the CNN toolkit (dropout, batch norm, cross-entropy,
  *                                             reshape, convolution, pooling)
+ *   conv.c         + conv_kernels.h          the convolution: direct kernels for stride 1 and small
+ *                                             filters, im2col + BLAS by chunks otherwise (picked by shape)
+ *   threads.c                                the thread pool of the CNN's batch-parallel loops
+ *                                             (VGRAD_NUM_THREADS, OMP_NUM_THREADS; the same bits whatever
+ *                                             the count)
  *
  * The helpers every op uses rather than writing its own:
  *   vg_call (vg_begin ... vg_finish)   the boundary: arguments, arrays, outputs, cleanup (boundary.c)
