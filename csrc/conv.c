@@ -30,9 +30,6 @@
  * The direct kernels compute some products that are then thrown away (see conv_kernels.h); where one of
  * them could turn a kept sum into NaN — an infinite or NaN pixel in an image (weight gradient), or such a
  * filter (input gradient) — that image, or that call, takes the plain loops instead.
- *
- * vgrad._C.conv2d_forward and conv2d_backward are the earlier formulation of the whole batch as one
- * product (returning and taking cols), kept for callers of that interface.
  */
 #include <string.h>
 
@@ -156,26 +153,6 @@ static int set_geometry(const char *op, const npy_intp *xdims, PyArrayObject *w,
         vg_mul_sizes(op, "the filters' channels x height x width", g->k, g->kw, &g->k) < 0)
         return -1;
     return 0;
-}
-
-/* ValueError unless the im2col matrix of the whole batch (C kh kw, N OH OW) can exist (conv2d_forward's). */
-static int check_cols(const char *op, const geometry *g, npy_intp itemsize)
-{
-    const npy_intp col_dims[2] = {g->k, g->np};
-    if (vg_check_shape(op, "the im2col matrix (C kh kw, N OH OW)", 2, col_dims, itemsize) == 0)
-        return 0;
-    const npy_intp y_dims[4] = {g->n, g->o, g->oh, g->ow};
-    PyObject *ys = PyArray_IntTupleFromIntp(4, (npy_intp *)y_dims);
-    if (ys) { /* say which output needed it */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_Format(PyExc_ValueError, "%S, for the output %S", value, ys);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-    }
-    Py_XDECREF(ys);
-    return -1;
 }
 
 /* ValueError unless the bias is (O,). */
@@ -611,152 +588,5 @@ done:
     Py_XDECREF(gx);
     Py_XDECREF(gw);
     Py_XDECREF(gb);
-    return result;
-}
-
-/* ---- the whole batch as one product, with cols (conv2d_forward, conv2d_backward) ------------------------- */
-
-/* conv2d_forward(x, w, b or None, sh, sw, ph, pw) -> (y, cols) */
-VG_BOUNDARY(conv2d_forward)
-{
-    const char *op = "Convolution";
-    PyArrayObject *in[3] = {NULL, NULL, NULL}, *cols = NULL, *prod = NULL, *y = NULL;
-    PyObject *w2 = NULL, *result = NULL;
-    geometry g;
-    int t;
-    if (vg_check_nargs(op, nargs, 7) < 0 || parse_window(op, args + 3, &g) < 0)
-        return NULL;
-    int with_bias = args[2] != Py_None;
-    if ((t = vg_prepare(op, args, with_bias ? 3 : 2, in)) < 0)
-        return NULL;
-    if (vg_check_nchw(op, "the input x", in[0]) < 0 ||
-        set_geometry(op, PyArray_DIMS(in[0]), in[1], vg_itemsize(t), &g) < 0 || check_cols(op, &g, vg_itemsize(t)) < 0 ||
-        (with_bias && check_bias(op, in[2], &g) < 0))
-        goto done;
-    npy_intp col_dims[2] = {g.k, g.np}, y_dims[4] = {g.n, g.o, g.oh, g.ow};
-    if ((cols = vg_empty(op, 2, col_dims, t)) == NULL)
-        goto done;
-    NPY_BEGIN_THREADS_DEF;
-    if (PyArray_SIZE(cols) > 0) { /* (an empty batch would still loop over every (c, i, j): C kh kw may be 2**58) */
-        NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(cols));
-        for (npy_intp n = 0; n < g.n; n++) {
-            if (t == NPY_FLOAT)
-                im2col_image_f32((float *)PyArray_DATA(cols) + n * g.p, g.np,
-                                 (const float *)PyArray_DATA(in[0]) + n * g.c * g.h * g.w, &g);
-            else
-                im2col_image_f64((double *)PyArray_DATA(cols) + n * g.p, g.np,
-                                 (const double *)PyArray_DATA(in[0]) + n * g.c * g.h * g.w, &g);
-        }
-        NPY_END_THREADS;
-    }
-    if ((w2 = filters_as_matrix(in[1], &g)) == NULL ||
-        (prod = product(module, op, w2, 0, (PyObject *)cols, 0)) == NULL || (y = vg_empty(op, 4, y_dims, t)) == NULL)
-        goto done;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(y));
-    for (npy_intp n = 0; n < g.n; n++) {
-        const void *b = with_bias ? PyArray_DATA(in[2]) : NULL;
-        if (t == NPY_FLOAT)
-            unfold_image_f32((float *)PyArray_DATA(y) + n * g.o * g.p, (const float *)PyArray_DATA(prod) + n * g.p,
-                             g.np, b, g.o, g.p);
-        else
-            unfold_image_f64((double *)PyArray_DATA(y) + n * g.o * g.p, (const double *)PyArray_DATA(prod) + n * g.p,
-                             g.np, b, g.o, g.p);
-    }
-    NPY_END_THREADS;
-    result = PyTuple_Pack(2, (PyObject *)y, (PyObject *)cols);
-done:
-    vg_release(in, 3);
-    Py_XDECREF(cols);
-    Py_XDECREF(prod);
-    Py_XDECREF(y);
-    Py_XDECREF(w2);
-    return result;
-}
-
-/* conv2d_backward(go, cols, w, xshape, sh, sw, ph, pw, with_bias, needs_x) -> (gx, gw) or (gx, gw, gb);
-   gx is None when needs_x is false (the input is data: its gradient would be a product and a col2im wasted) */
-VG_BOUNDARY(conv2d_backward)
-{
-    const char *op = "Convolution backward";
-    PyArrayObject *in[3] = {NULL, NULL, NULL}; /* go, cols, w */
-    PyArrayObject *go2 = NULL, *gw2 = NULL, *gcols = NULL, *gx = NULL, *gb = NULL;
-    PyObject *w2 = NULL, *gw = NULL, *result = NULL;
-    PyArray_Dims xshape = {NULL, 0};
-    geometry g;
-    int t, with_bias, needs_x;
-    if (vg_check_nargs(op, nargs, 10) < 0 || parse_window(op, args + 4, &g) < 0 ||
-        vg_parse_shape(op, "xshape", args[3], &xshape) < 0)
-        return NULL;
-    if ((with_bias = PyObject_IsTrue(args[8])) < 0 || (needs_x = PyObject_IsTrue(args[9])) < 0 ||
-        (t = vg_prepare(op, args, 3, in)) < 0)
-        goto done;
-    if (xshape.len != 4) {
-        PyErr_Format(PyExc_ValueError, "%s: xshape must have 4 dimensions (N, C, H, W), got %R", op, args[3]);
-        goto done;
-    }
-    /* gx has xshape, and col2im indexes it with products of xshape's dimensions */
-    if (vg_check_shape(op, "xshape", 4, xshape.ptr, vg_itemsize(t)) < 0 ||
-        set_geometry(op, xshape.ptr, in[2], vg_itemsize(t), &g) < 0 || check_cols(op, &g, vg_itemsize(t)) < 0)
-        goto done;
-    npy_intp go_dims[4] = {g.n, g.o, g.oh, g.ow}, col_dims[2] = {g.k, g.np}, go2_dims[2] = {g.o, g.np};
-    if (PyArray_NDIM(in[0]) != 4 || !PyArray_CompareLists(PyArray_DIMS(in[0]), go_dims, 4) ||
-        PyArray_NDIM(in[1]) != 2 || !PyArray_CompareLists(PyArray_DIMS(in[1]), col_dims, 2)) {
-        PyObject *want = PyArray_IntTupleFromIntp(4, go_dims);
-        PyObject *got = PyArray_IntTupleFromIntp(PyArray_NDIM(in[0]), PyArray_DIMS(in[0]));
-        if (want && got)
-            PyErr_Format(PyExc_ValueError, "%s: expected an upstream gradient of shape %S and the saved cols "
-                         "of shape (%zd, %zd), got %S", op, want, (Py_ssize_t)g.k, (Py_ssize_t)g.np, got);
-        Py_XDECREF(want);
-        Py_XDECREF(got);
-        goto done;
-    }
-    if ((go2 = vg_empty(op, 2, go2_dims, t)) == NULL || (needs_x && (gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL) ||
-        (with_bias && (gb = vg_zeros(op, 1, &g.o, t)) == NULL))
-        goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(go2));
-    for (npy_intp n = 0; n < g.n; n++) {
-        if (t == NPY_FLOAT)
-            fold_image_f32((float *)PyArray_DATA(go2) + n * g.p, g.np,
-                           (const float *)PyArray_DATA(in[0]) + n * g.o * g.p, g.o, g.p);
-        else
-            fold_image_f64((double *)PyArray_DATA(go2) + n * g.p, g.np,
-                           (const double *)PyArray_DATA(in[0]) + n * g.o * g.p, g.o, g.p);
-    }
-    if (with_bias)
-        add_row_sums(t, PyArray_DATA(gb), PyArray_DATA(go2), g.o, g.np, g.np);
-    NPY_END_THREADS;
-    if ((gw2 = product(module, op, (PyObject *)go2, 0, (PyObject *)in[1], 1)) == NULL)
-        goto done;
-    if (needs_x && PyArray_SIZE(gx) > 0 && g.np > 0) { /* else gx is empty, or all zeros */
-        if ((w2 = filters_as_matrix(in[2], &g)) == NULL ||
-            (gcols = product(module, op, w2, 1, (PyObject *)go2, 0)) == NULL)
-            goto done;
-        NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(gcols));
-        for (npy_intp n = 0; n < g.n; n++) {
-            if (t == NPY_FLOAT)
-                col2im_image_f32((float *)PyArray_DATA(gx) + n * g.c * g.h * g.w,
-                                 (const float *)PyArray_DATA(gcols) + n * g.p, g.np, &g);
-            else
-                col2im_image_f64((double *)PyArray_DATA(gx) + n * g.c * g.h * g.w,
-                                 (const double *)PyArray_DATA(gcols) + n * g.p, g.np, &g);
-        }
-        NPY_END_THREADS;
-    }
-    PyArray_Dims wshape = {PyArray_DIMS(in[2]), 4};
-    if ((gw = PyArray_Newshape(gw2, &wshape, NPY_CORDER)) == NULL)
-        goto done;
-    PyObject *gx_or_none = needs_x ? (PyObject *)gx : Py_None;
-    result = with_bias ? PyTuple_Pack(3, gx_or_none, gw, gb) : PyTuple_Pack(2, gx_or_none, gw);
-done:
-    PyDimMem_FREE(xshape.ptr);
-    vg_release(in, 3);
-    Py_XDECREF(go2);
-    Py_XDECREF(gw2);
-    Py_XDECREF(gcols);
-    Py_XDECREF(gx);
-    Py_XDECREF(gb);
-    Py_XDECREF(w2);
-    Py_XDECREF(gw);
     return result;
 }

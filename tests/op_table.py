@@ -700,9 +700,6 @@ def c_calls():
         "conv2d": CCall((o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
         "conv2d_grad": CCall((o(1, 1, 2, 2), o(1, 1, 3, 3), o(1, 1, 2, 2), 1, 1, 0, 0, True, True), (0, 1, 2)),
         "num_threads": CCall((0,), (), ints=(0,)),  # 0 reads the count without changing it
-        "conv2d_forward": CCall((o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
-        "conv2d_backward": CCall((o(1, 1, 2, 2), o(4, 4), o(1, 1, 2, 2), (1, 1, 3, 3), 1, 1, 0, 0, True, True),
-                                 (0, 1, 2)),
         "maxpool2d_forward": CCall((o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
         "maxpool2d_backward": CCall((o(1, 1, 2, 2), np.zeros((1, 1, 2, 2), dtype=np.intp), (1, 1, 3, 3)), (0,)),
         "avgpool2d_forward": CCall((o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import vgrad._C as C
+import vgrad as vg
 from vgrad.nn_ops import Convolution
 
 torch = pytest.importorskip("torch")
@@ -251,3 +252,26 @@ def test_pooling_same_bits_with_one_and_two_threads_and_as_pytorch(pool, dtype, 
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
 
+
+
+def test_set_num_threads_as_torchs(threads):
+    vg.set_num_threads(1)
+    assert vg.get_num_threads() == 1 == C.num_threads(0)
+    vg.set_num_threads(2)
+    assert vg.get_num_threads() == 2
+    for bad in (0, -3, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="set_num_threads"):
+            vg.set_num_threads(bad)
+    assert vg.get_num_threads() == 2
+    # a count far beyond any machine is capped (csrc/threads.c: 64), never a crash or a pool of 2**62 threads
+    for huge in (1000, 2**31, 2**62):
+        vg.set_num_threads(huge)
+        assert vg.get_num_threads() == 64
+    with pytest.raises(ValueError, match="num_threads.*out of range"):
+        vg.set_num_threads(2**63)
+    x = np.arange(2 * 3 * 6 * 6, dtype=np.float64).reshape(2, 3, 6, 6)
+    w = np.ones((4, 3, 3, 3))
+    vg.set_num_threads(64)
+    many = C.conv2d(x, w, None, 1, 1, 1, 1)
+    vg.set_num_threads(1)
+    np.testing.assert_array_equal(many, C.conv2d(x, w, None, 1, 1, 1, 1))

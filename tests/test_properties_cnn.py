@@ -117,15 +117,14 @@ def conv_valid(x, w, b, stride, padding):
             and kh <= h + 2 * padding[0] and kw <= wd + 2 * padding[1])
 
 
-@cnn_checks("conv2d_forward", "conv2d_backward")
+@cnn_checks("conv2d", "conv2d_grad")
 @settings()
 @given(args=conv_arguments(), data=st.data())
 def test_conv2d(args, data):
     x, w, b, stride, padding = args
     if not conv_valid(x, w, b, stride, padding):
         event("invalid call")
-        refused("conv2d", "Convolution", x, w, b, *stride, *padding)
-        return refused("conv2d_forward", "Convolution", x, w, b, *stride, *padding)
+        return refused("conv2d", "Convolution", x, w, b, *stride, *padding)
     inputs = (x, w) if b is None else (x, w, b)
     t = compute_dtype(*inputs)
     X, W, B = (ref(v, t) if v is not None else None for v in (x, w, b))
@@ -135,7 +134,7 @@ def test_conv2d(args, data):
     k = W[0].size + 1
     bound = 2 * k * eps(t) * Convolution.Reference.forward(
         {}, absolute(X), absolute(W), None if b is None else absolute(B), stride=stride, padding=padding)
-    assert_close(got, want, t, "conv2d_forward", bound)
+    assert_close(got, want, t, "conv2d", bound)
 
     # backward, from the forward's own context, with an upstream gradient of any dtype and layout
     go = data.draw(finite(want.shape))
@@ -149,27 +148,55 @@ def test_conv2d(args, data):
     n_terms = W.size + G.size + 1
     bounds = Convolution.Reference.backward(dict(rctx2, x=absolute(rctx2["x"]), w=absolute(W)), absolute(G))
     for k, (g, r, bd) in enumerate(zip(grads, wants, bounds)):
-        assert_close(g, r, t2, f"conv2d_backward [{k}]", 2 * n_terms * eps(t2) * bd)
+        assert_close(g, r, t2, f"conv2d_grad [{k}]", 2 * n_terms * eps(t2) * bd)
+
+
+@cnn_checks("num_threads")
+@settings()
+@given(args=conv_arguments(), data=st.data())
+def test_conv2d_gives_the_same_bits_whatever_the_thread_count(args, data):
+    """num_threads(n) changes who computes, not what: each thread owns its outputs and the sums over the
+    batch are added in a fixed order, so 1 and 3 threads give the same bits, forward and backward."""
+    x, w, b, stride, padding = args
+    if not conv_valid(x, w, b, stride, padding):
+        return
+    x, w = arr(x), arr(w)
+    b = None if b is None else arr(b)
+    go = None
+    results = []
+    before = C.num_threads(0)
+    try:
+        for threads in (1, 3):
+            assert C.num_threads(threads) >= 1 and C.num_threads(0) == threads
+            y = C.conv2d(x, w, b, *stride, *padding)
+            if go is None:
+                go = data.draw(finite(y.shape))
+            results.append((y,) + tuple(C.conv2d_grad(go, x, w, *stride, *padding, b is not None, True)))
+    finally:
+        C.num_threads(before)
+    for one, three in zip(*results):
+        assert_exact(three, one, one.dtype, "conv2d with 3 threads against 1")
 
 
 @settings()
 @given(data=st.data())
-def test_conv2d_backward_bad_shapes(data):
-    """go, cols or xshape that do not belong together: a clean error naming the op."""
-    xshape = data.draw(image_shape())
-    n, c, h, w = xshape
+def test_conv2d_grad_bad_shapes(data):
+    """go, x or the filters that do not belong together: a clean error naming the op."""
+    n, c, h, w = data.draw(image_shape())
     kh, kw = data.draw(st.integers(1, h)), data.draw(st.integers(1, w))
     o = data.draw(st.integers(1, 3))
     oh, ow = h - kh + 1, w - kw + 1
-    shapes_ok = [(n, o, oh, ow), (c * kh * kw, n * oh * ow), (o, c, kh, kw)]
+    shapes_ok = [(n, o, oh, ow), (n, c, h, w), (o, c, kh, kw)]
     which = data.draw(st.integers(0, 3))
     drawn = [list(s) for s in shapes_ok]
-    if which < 3:
-        drawn[which][-1] += data.draw(st.integers(1, 2))
+    if which < 2:
+        drawn[which][-1] += data.draw(st.integers(1, 2))  # a gradient or an image of another size
+    elif which == 2:
+        drawn[2][1] += 1  # filters of other channels than the images
     else:
-        xshape = (n, c, h + 1 + kh, w)  # another image size, which gives another output size
-    go, cols, filters = (np.ones(s, dtype=data.draw(st.sampled_from(FLOATS))) for s in drawn)
-    refused("conv2d_backward", "Convolution", go, cols, filters, xshape, 1, 1, 0, 0, False, True)
+        drawn[0][1] += 1  # a gradient of other channels than the filters' outputs
+    go, x, filters = (np.ones(s, dtype=data.draw(st.sampled_from(FLOATS))) for s in drawn)
+    refused("conv2d_grad", "Convolution", go, x, filters, 1, 1, 0, 0, False, True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -503,8 +530,8 @@ def _valid_calls():
     m, g, keep = np.arange(6.0).reshape(3, 2), np.ones(2), np.ones((3, 2), dtype=bool)
     targets = np.array([0, 1, 1])
     return {
-        "conv2d_forward": ("Convolution", (x, w, np.ones(1), 1, 1, 0, 0), (0, 1, 2)),
-        "conv2d_backward": ("Convolution", (go, np.ones((4, 4)), w, (1, 1, 3, 3), 1, 1, 0, 0, True, True), (0, 1, 2)),
+        "conv2d": ("Convolution", (x, w, np.ones(1), 1, 1, 0, 0), (0, 1, 2)),
+        "conv2d_grad": ("Convolution", (go, x, w, 1, 1, 0, 0, True, True), (0, 1, 2)),
         "maxpool2d_forward": ("MaxPooling", (x, 2, 2, 1, 1), (0,)),
         "maxpool2d_backward": ("MaxPooling", (go, np.zeros((1, 1, 2, 2), dtype=np.intp), (1, 1, 3, 3)), (0,)),
         "avgpool2d_forward": ("AvgPooling", (x, 2, 2, 1, 1), (0,)),

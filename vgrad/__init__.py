@@ -30,6 +30,7 @@ from .functions import celoss, fused, logceloss, logsoftmax, relu, sigmoid, soft
 from .gradcheck import GradcheckError, gradcheck
 from .graph_draw import to_dot
 from .memory import cache_info, empty_cache, set_cache_limit
+from .threads import get_num_threads, set_num_threads
 from .modules import MLP, Linear
 from .ops import ALL_OPS
 globals().update({_op.__name__: _op for _op in ALL_OPS})  # every built-in op under its name: vg.Sigmoid, vg.Convolution

@@ -40,7 +40,7 @@ class Convolution(Op):
     The Reference is the textbook formulation: im2col lays every window out as a column of `cols`
     (C kh kw, N OH OW), and the filters, as the rows of an (O, C kh kw) matrix, multiply it.
     """
-    kernels = ('conv2d', 'conv2d_grad', 'conv2d_forward', 'conv2d_backward')  # the last two: the earlier interface
+    kernels = ('conv2d', 'conv2d_grad')
     backward_returns_new_arrays = True
 
     @staticmethod

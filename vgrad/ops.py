@@ -687,6 +687,7 @@ ALL_OPS = tuple(value for value in list(globals().values())
 # kernel or one of these.
 C_HELPERS = {
     'add_into': "current += grad: the one step of backpropagation core.py hands to C",
+    'num_threads': "the thread count of the CNN kernels' loops over images (vg.set_num_threads, csrc/threads.c)",
     'cached_empty': "np.empty(shape, dtype) with its memory from the cache of large buffers (csrc/alloc.c)",
     'cached_zeros': "np.zeros(shape, dtype) with its memory from the cache of large buffers: TensorNode.grad",
     'cached_copy': "np.array(a, dtype, order='C') with its memory from the cache: the gradients core.py copies",
