@@ -11,6 +11,7 @@ the ratio is PyTorch's wall time over vgrad's, so above 1 means vgrad is faster.
 it: on a busy machine it says more about the kernels than the wall time does.
 """
 import argparse
+import json
 import time
 
 import numpy as np
@@ -190,6 +191,7 @@ def main(argv=None):
                         help='only these rows (networks; adam: the plain network with Adam)')
     parser.add_argument('--layers', action='store_true',
                         help='per-layer forward + backward CPU times of the convolutions and pools instead')
+    parser.add_argument('--json', metavar='FILE', help='also write the rows to FILE (python -m benchmarks does)')
     parser.add_argument('--threads', type=int,
                         help='vgrad\'s and PyTorch\'s threads (vgrad._C.num_threads, torch.set_num_threads); '
                              'set OMP_NUM_THREADS too for the BLAS')
@@ -199,7 +201,7 @@ def main(argv=None):
     except ImportError:
         torch = None
     if args.threads:
-        vg._C.num_threads(args.threads)
+        vg.set_num_threads(args.threads)
         if torch is not None:
             torch.set_num_threads(args.threads)
     head = (f'; torch {torch.__version__}, {torch.get_num_threads()} threads' if torch else '; torch not installed')
@@ -218,22 +220,37 @@ def main(argv=None):
         return
     print(f'CNN training step, float32, best of {args.repeats}; vgrad {vg._C.num_threads(0)} threads{head}')
     print('wall and CPU ms per step; ratio = torch wall / vgrad wall (> 1: vgrad faster)')
+    rows = []
     for name, network, optimizer in ROWS:
         if args.rows and network not in args.rows and not (optimizer == 'adam' and 'adam' in args.rows):
             continue
         if args.rows and optimizer == 'adam' and 'adam' not in args.rows:
             continue
         for size in args.batches:
-            steps = max(10, 800 // size)
-            t_vg, c_vg = best_time(vgrad_step_fn(size, np.random.default_rng(0), network, optimizer), steps,
-                                   args.repeats)
-            line = f'{name:20s} batch {size:4d}: vgrad {t_vg * 1e3:7.3f} ms (CPU {c_vg * 1e3:7.3f})'
+            row = measure_row(name, network, optimizer, size, args.repeats, torch is not None)
+            rows.append(row)
+            line = f"{name:20s} batch {size:4d}: vgrad {row['vgrad_wall'] * 1e3:7.3f} ms (CPU {row['vgrad_cpu'] * 1e3:7.3f})"
             if torch is not None:
-                t_pt, c_pt = best_time(torch_step_fn(size, np.random.default_rng(0), network, optimizer), steps,
-                                       args.repeats)
-                line += f'   torch {t_pt * 1e3:7.3f} ms (CPU {c_pt * 1e3:7.3f})   ratio {t_pt / t_vg:5.2f}x'
+                line += (f"   torch {row['torch_wall'] * 1e3:7.3f} ms (CPU {row['torch_cpu'] * 1e3:7.3f})   "
+                         f"ratio {row['torch_wall'] / row['vgrad_wall']:5.2f}x")
             print(line, flush=True)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'threads': vg.get_num_threads(), 'torch': torch.__version__ if torch else None,
+                       'torch_threads': torch.get_num_threads() if torch else None, 'repeats': args.repeats,
+                       'rows': rows}, f, indent=1)
 
+
+def measure_row(name, network, optimizer, size, repeats, with_torch):
+    """One row at one batch size: best (wall, CPU) seconds per step of vgrad and, if installed, PyTorch."""
+    steps = max(10, 800 // size)
+    t_vg, c_vg = best_time(vgrad_step_fn(size, np.random.default_rng(0), network, optimizer), steps, repeats)
+    row = {'name': name, 'network': network, 'optimizer': optimizer, 'batch': size, 'steps': steps,
+           'vgrad_wall': t_vg, 'vgrad_cpu': c_vg, 'torch_wall': None, 'torch_cpu': None}
+    if with_torch:
+        row['torch_wall'], row['torch_cpu'] = best_time(torch_step_fn(size, np.random.default_rng(0), network,
+                                                                      optimizer), steps, repeats)
+    return row
 
 if __name__ == '__main__':
     main()

@@ -4,7 +4,7 @@ evidence that the work is equal (the losses), GEMM throughput, memory, the opt-o
 machine, versions and threads it was measured with.
 """
 from benchmarks.summary import REFERENCE_ROW
-from benchmarks.targets import TARGETS
+from benchmarks.targets import CNN_TARGETS, TARGETS
 from benchmarks.workloads import ROWS
 
 MAIN_ROWS = ('vgrad', 'vugrad', 'torch', 'torch_noinput')
@@ -349,6 +349,35 @@ def method_section(results, s):
     return text
 
 
+def cnn_section(results):
+    """The CNN rows of benchmarks/cnn.py against PyTorch, with their targets (CNN_TARGETS)."""
+    cnn = results.get('cnn')
+    if not cnn:
+        return 'Not measured in this run (`--workloads` without CNN).'
+    if 'error' in cnn:
+        return f"The CNN rows failed: {cnn['error']}"
+    rows = []
+    for r in cnn['rows']:
+        ratio = r['torch_wall'] / r['vgrad_wall'] if r['torch_wall'] else None
+        target = CNN_TARGETS.get(r['batch'])
+        met = '—' if ratio is None or target is None else ('yes' if ratio >= target else f'**no** ({ratio / target:.0%} of it)')
+        rows.append([r['name'], str(r['batch']), f"{r['vgrad_wall'] * 1e3:.3f}", f"{r['vgrad_cpu'] * 1e3:.3f}",
+                     '—' if r['torch_wall'] is None else f"{r['torch_wall'] * 1e3:.3f}",
+                     '—' if r['torch_cpu'] is None else f"{r['torch_cpu'] * 1e3:.3f}",
+                     fmt_ratio(ratio) if ratio is not None else '—',
+                     f'≥ {target:g}× PyTorch' if target else '—', met])
+    torch_note = (f"PyTorch {cnn['torch']} with {cnn['torch_threads']} threads" if cnn['torch']
+                  else 'PyTorch not installed')
+    return (f"One training step (forward, cross-entropy, backward, the optimizer's update; SGD with momentum "
+            f"unless named) of the CNN of PyTorch's 60-minute blitz on CIFAR-shaped 3×32×32 batches and of the "
+            f"variants a course report tries, with the same initial weights and batch in both frameworks "
+            f"(`python -m benchmarks.cnn`). Best of {cnn['repeats']} runs of many steps; vgrad with "
+            f"{cnn['threads']} threads, {torch_note}. Ratio = PyTorch's wall time ÷ vgrad's (> 1: vgrad "
+            f"faster); CPU time (both threads summed) beside it.\n\n"
+            + table(['Network', 'Batch', 'vgrad ms', 'vgrad CPU ms', 'PyTorch ms', 'PyTorch CPU ms', 'Ratio',
+                     'Target', 'Met?'], rows))
+
+
 def render(results, s, chart_name=None):
     meta = results['meta']
     out = [
@@ -386,6 +415,7 @@ def render(results, s, chart_name=None):
             'pixels and summed loss, SGD amplifies any rounding difference from step to step, and vugrad computes '
             'part of a float32 backward in float64 (its gradients are always float64). Only the first step '
             '(same weights, same batch) is judged there.', '',
+            '## CNN training step (float32, the blitz CNN and its variants)', '', cnn_section(results), '',
             '## GEMM throughput (W2, W3)', '', gemm_section(s), '',
             '## Process state: fresh and churned allocators (W2, W5)', '', states_section(s), '',
             '## Memory', '', memory_section(s), '',

@@ -26,7 +26,7 @@ from benchmarks.measure import THREAD_VARS, thread_env  # noqa: E402
 from benchmarks.workloads import ROWS, make_workloads  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKLOAD_KEYS = ('W1', 'W2', 'W3', 'W4', 'W5', 'V2')
+WORKLOAD_KEYS = ('W1', 'W2', 'W3', 'W4', 'W5', 'V2', 'CNN')
 
 
 def parse_args(argv):
@@ -159,9 +159,33 @@ def measure(args, command):
                     progress(f'        {describe(w, result)}')
                 jobs[w.key].setdefault(row.key, []).append(result)
 
+    cnn = run_cnn(args, env) if 'CNN' in selected else None
     meta['duration_s'] = time.time() - started
     meta['loadavg_end'] = machine.machine_info()['loadavg']
-    return {'meta': meta, 'workloads': [w.to_json() for w in workloads], 'jobs': jobs}
+    return {'meta': meta, 'workloads': [w.to_json() for w in workloads], 'jobs': jobs, 'cnn': cnn}
+
+
+def run_cnn(args, env):
+    """The CNN rows (benchmarks/cnn.py: the blitz CNN and its variants against PyTorch) in a process of their
+    own with the suite's thread setting; their rows, or {'error': ...}."""
+    command = [sys.executable, '-m', 'benchmarks.cnn', '--threads', str(args.threads)]
+    if args.mode == 'tiny':
+        command += ['--batches', '4', '--rows', 'plain', '--repeats', '1']
+    else:
+        command += ['--repeats', str(args.repeats or (3 if args.mode == 'quick' else 5))]
+    with tempfile.TemporaryDirectory(prefix='vgrad-bench-cnn-') as workdir:
+        path = os.path.join(workdir, 'cnn.json')
+        progress('CNN rows: ' + ' '.join(command[1:]) + ' ...')
+        try:
+            done = subprocess.run(command + ['--json', path], env=env, cwd=REPO, capture_output=True, text=True,
+                                  timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            return {'error': f'no result within {args.timeout:g} s'}
+        if done.returncode != 0 or not os.path.exists(path):
+            return {'error': (done.stderr or done.stdout).strip().splitlines()[-1:] or ['no output']}
+        progress(done.stdout.rstrip())
+        with open(path) as f:
+            return json.load(f)
 
 
 def write_outputs(results, out_dir):

@@ -7,6 +7,9 @@ The targets, as ratios measured in one run (>1 = vgrad better):
     time of its matrix products at NumPy's own speed on these shapes, and >= 1.25x vugrad in its better
     process state.
 
+    CNN (the blitz CNN and its variants, a float32 training step): >= 1.5x PyTorch at batch 4 and >= 1x at
+    batch 64, on every row.
+
 PyTorch here is the equal-work row (gradient over the input computed).
 """
 from dataclasses import dataclass
@@ -52,3 +55,6 @@ TARGETS = (
     Target('W5', 'floor', 'vgrad_churned', 1 / 1.3),
     Target('W5', 'states', 'vugrad', 1.25),
 )
+
+# The CNN rows (benchmarks/cnn.py): batch size -> the least PyTorch wall time ÷ vgrad's, on every row.
+CNN_TARGETS = {4: 1.5, 64: 1.0}

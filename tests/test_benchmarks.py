@@ -138,3 +138,25 @@ def test_both_entry_points(command):
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert '--vugrad' in proc.stdout
+
+
+def test_cnn_rows_run_and_are_judged_against_their_targets(tmp_path):
+    """benchmarks.cnn --json writes a row per network and batch with both frameworks' times; the report judges
+    each against CNN_TARGETS (met, or the fraction of the target reached)."""
+    from benchmarks import report
+    from benchmarks.targets import CNN_TARGETS
+    out = tmp_path / 'cnn.json'
+    subprocess.run([sys.executable, '-m', 'benchmarks.cnn', '--batches', '4', '--rows', 'plain', '--repeats', '1',
+                    '--threads', '1', '--json', str(out)], cwd=REPO, check=True, capture_output=True, timeout=600)
+    cnn = json.loads(out.read_text())
+    assert [(r['name'], r['batch']) for r in cnn['rows']] == [('plain, SGD momentum', 4)]
+    row = cnn['rows'][0]
+    assert row['vgrad_wall'] > 0 and row['vgrad_cpu'] > 0
+    assert (row['torch_wall'] is not None) == HAVE_TORCH
+    fast = dict(row, batch=4, vgrad_wall=1.0, torch_wall=2.0)     # 2x: above 1.5x
+    slow = dict(row, batch=64, vgrad_wall=1.0, torch_wall=0.5)    # 0.5x: half of 1x
+    text = report.cnn_section({'cnn': dict(cnn, torch='2.13', torch_threads=1, rows=[fast, slow])})
+    lines = [line for line in text.splitlines() if line.startswith('| plain')]
+    assert lines[0].endswith('| yes |') and f'≥ {CNN_TARGETS[4]:g}×' in lines[0]
+    assert '**no** (50% of it)' in lines[1]
+    assert 'failed' in report.cnn_section({'cnn': {'error': 'boom'}})
