@@ -88,16 +88,8 @@ typedef struct {
     npy_intp ld, ldp;
 } conv_job;
 
-#define T float
-#define SFX f32
-#include "conv_kernels.h"
-#undef T
-#undef SFX
-#define T double
-#define SFX f64
-#include "conv_kernels.h"
-#undef T
-#undef SFX
+#define VG_TEMPLATE "conv_kernels.h"
+#include "instantiate.h"
 
 /* ---- geometry ------------------------------------------------------------------------------------------ */
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .core import Module, TensorNode, _not_a_node
 from .functions import fused, logsoftmax, sigmoid
-from .nn import _check_input_dtype, _int
+from .nn import _check_input_dtype, _int, parameter_alias
 from .ops import Affine, BatchMM, Expand
 
 
@@ -35,23 +35,8 @@ class Linear(Module):
         self.w = TensorNode(np.random.randn(output_size, input_size) * glorot_std)
         self.b = TensorNode(np.zeros((1, output_size)))
 
-    @property
-    def weight(self):
-        """The weight matrix W (output_size, input_size): the same TensorNode as `w`."""
-        return self.w
-
-    @weight.setter
-    def weight(self, node):
-        self.w = node
-
-    @property
-    def bias(self):
-        """The bias (1, output_size): the same TensorNode as `b`."""
-        return self.b
-
-    @bias.setter
-    def bias(self, node):
-        self.b = node
+    weight = parameter_alias('w', "The weight matrix W (output_size, input_size): the same TensorNode as `w`.")
+    bias = parameter_alias('b', "The bias (1, output_size): the same TensorNode as `b`.")
 
     def forward(self, input):
         try:

@@ -181,6 +181,12 @@ def cross_entropy(logits, targets, reduction='mean'):
 # ---- modules --------------------------------------------------------------------------------------------
 
 
+def parameter_alias(name, doc):
+    """A property that reads and sets the attribute `name`: PyTorch's parameter names (weight, bias) for
+    vugrad's (w, b) on the same TensorNode, so code in either style, and state dicts, see one parameter."""
+    return property(lambda self: getattr(self, name), lambda self, node: setattr(self, name, node), doc=doc)
+
+
 class Conv2d(Module):
     """
     A convolution layer with in_channels * out_channels filters of kernel_size and a bias per output channel.
@@ -207,23 +213,8 @@ class Conv2d(Module):
 
     _parameter_names = {'w': 'weight', 'b': 'bias'}  # PyTorch's names; `weight` and `bias` read them too
 
-    @property
-    def weight(self):
-        """The filters (out_channels, in_channels, kh, kw): the same TensorNode as `w`."""
-        return self.w
-
-    @weight.setter
-    def weight(self, node):
-        self.w = node
-
-    @property
-    def bias(self):
-        """The bias (out_channels,), or None: the same as `b`."""
-        return self.b
-
-    @bias.setter
-    def bias(self, node):
-        self.b = node
+    weight = parameter_alias('w', "The filters (out_channels, in_channels, kh, kw): the same TensorNode as `w`.")
+    bias = parameter_alias('b', "The bias (out_channels,), or None: the same as `b`.")
 
     def forward(self, x):
         value, w = _value('Conv2d', x), self.w.value
