@@ -35,8 +35,10 @@
  *   accumulate.c   + accumulate_kernels.h    add_into: current += grad for core.py
  *   vexp.c                                   a vectorised float32 exp
  *   checked.h                                overflow-checked arithmetic on sizes from user input
- *   nn.h, nn.c, conv.c, pool.c               the CNN toolkit (dropout, batch norm, cross-entropy,
- *                                             reshape, convolution, pooling)
+ *   nn.h                                     the CNN toolkit's shared pieces: geometry checks, the
+ *                                             thread pool's interface
+ *   nn.c           + nn_kernels.h            Dropout BatchNormalization CrossEntropy Reshape
+ *   pool.c         + pool_kernels.h          MaxPooling AvgPooling
  *   conv.c         + conv_kernels.h          the convolution: direct kernels for stride 1 and small
  *                                             filters, im2col + BLAS by chunks otherwise (picked by shape)
  *   threads.c                                the thread pool of the CNN's batch-parallel loops
@@ -87,10 +89,6 @@
    void * (PyArray_DATA). */
 #define VG_CALL(typenum, kernel, ...) \
     ((typenum) == NPY_FLOAT ? kernel##_f32(__VA_ARGS__) : kernel##_f64(__VA_ARGS__))
-
-/* The older way to instantiate, a kernel family written as one macro DEFINE(T, suffix) with its lines
-   continued by backslashes: still used by nn.c, conv.c and pool.c until they move to instantiate.h. */
-#define VG_INSTANTIATE(DEFINE) DEFINE(float, f32) DEFINE(double, f64)
 
 /* Boundary functions all have the METH_FASTCALL signature. */
 #define VG_BOUNDARY(name) PyObject *vg_##name(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

@@ -7,8 +7,7 @@
 - the kernel templates, and the files that instantiate them, have no macro bodies continued with `\\`;
 - vgrad.h's map of the files names every file of csrc/.
 
-The CNN files that still write their kernels as macros (DEFINE_... through VG_INSTANTIATE) are checked once
-they include instantiate.h."""
+Every file with kernels instantiates them through instantiate.h; none makes them with a macro any more."""
 
 import pathlib
 import re
@@ -91,3 +90,11 @@ def test_vgrad_h_maps_every_file():
     files = sorted(f.name for f in CSRC.iterdir() if f.suffix in (".c", ".h", ".def"))
     missing = [f for f in files if not re.search(rf"(?<![\w.]){re.escape(f)}(?![\w.])", description)]
     assert not missing, f"csrc/vgrad.h's map of the files does not name {missing}"
+
+
+def test_no_file_makes_kernels_with_a_macro():
+    """The older way (a family written as one macro DEFINE_...(T, S), instantiated by VG_INSTANTIATE) is gone
+    from every file, so every kernel has line numbers and a name grep finds."""
+    for f in sorted(CSRC.glob("*.[ch]")):
+        text = strip_comments(f.read_text())
+        assert "VG_INSTANTIATE" not in text and not re.search(r"#define\s+DEFINE_\w+\(T", text), f.name
