@@ -292,10 +292,9 @@ static int forward_direct(const char *op, int t, conv_job *J, npy_intp itemsize)
         free(J->fw.off);
         return -1;
     }
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS;
+    PyThreadState *gil = vg_release_gil(g->n * g->o * g->p);
     vg_parallel(threads, g->n, TASK(t, direct_forward_task), J);
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
     free(J->scratch);
     free(J->fw.off);
     return 0;
@@ -318,10 +317,10 @@ static int forward_blas(PyObject *module, const char *op, int t, conv_job *J, Py
     for (J->first = 0; status == 0 && J->first < g->n; J->first += chunk) {
         const npy_intp count = g->n - J->first < chunk ? g->n - J->first : chunk;
         const int threads = vg_threads_for(count, (double)g->k * (double)g->p * count);
-        NPY_BEGIN_THREADS_DEF;
-        NPY_BEGIN_THREADS;
+        const npy_intp work = g->k * g->p * count;
+        PyThreadState *gil = vg_release_gil(work);
         vg_parallel(threads, count, TASK(t, im2col_task), J);
-        NPY_END_THREADS;
+        vg_restore_gil(gil);
         PyObject *view = count == chunk ? Py_NewRef(cols) : first_columns(cols, count * g->p);
         PyArrayObject *prod = view ? product(module, op, w2, 0, view, 0) : NULL;
         Py_XDECREF(view);
@@ -331,9 +330,9 @@ static int forward_blas(PyObject *module, const char *op, int t, conv_job *J, Py
         }
         J->prod = PyArray_DATA(prod);
         J->ldp = count * g->p;
-        NPY_BEGIN_THREADS;
+        gil = vg_release_gil(work);
         vg_parallel(threads, count, TASK(t, unfold_task), J);
-        NPY_END_THREADS;
+        vg_restore_gil(gil);
         Py_DECREF(prod);
     }
     Py_XDECREF(cols);
@@ -415,8 +414,7 @@ static int backward_direct(const char *op, int t, conv_job *J, void *gw, void *g
         (J->scratch = vg_scratch(op, J->scratch_bytes * threads)) == NULL || (J->part = vg_scratch(op, part)) == NULL ||
         (J->gx && (J->wflip = vg_scratch(op, wsize * itemsize)) == NULL))
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS;
+    PyThreadState *gil = vg_release_gil(g->n * g->o * g->p);
     if (J->gx) {
         if (t == NPY_FLOAT) {
             flip_filters_f32((float *)J->wflip, J->w, g);
@@ -431,7 +429,7 @@ static int backward_direct(const char *op, int t, conv_job *J, void *gw, void *g
         sum_parts_f32(gw, gb, J->part, chunks, wsize, g->o);
     else
         sum_parts_f64(gw, gb, J->part, chunks, wsize, g->o);
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
     status = 0;
 done:
     free(J->fw.off);
@@ -490,11 +488,11 @@ static int backward_blas(PyObject *module, const char *op, int t, conv_job *J, P
     for (J->first = 0; status == 0 && J->first < g->n; J->first += chunk) {
         const npy_intp count = g->n - J->first < chunk ? g->n - J->first : chunk;
         const int threads = vg_threads_for(count, (double)g->k * (double)g->p * count);
-        NPY_BEGIN_THREADS_DEF;
-        NPY_BEGIN_THREADS;
+        const npy_intp work = g->k * g->p * count;
+        PyThreadState *gil = vg_release_gil(work);
         vg_parallel(threads, count, TASK(t, im2col_task), J);
         vg_parallel(threads, count, TASK(t, fold_task), J); /* go into go2 */
-        NPY_END_THREADS;
+        vg_restore_gil(gil);
         PyObject *cview = count == chunk ? Py_NewRef(cols) : first_columns(cols, count * g->p);
         PyObject *gview = count == chunk ? Py_NewRef(go2) : first_columns(go2, count * g->p);
         PyArrayObject *gw_chunk = NULL, *gcols = NULL;
@@ -506,9 +504,9 @@ static int backward_blas(PyObject *module, const char *op, int t, conv_job *J, P
             if (gcols) {
                 J->gcols = PyArray_DATA(gcols);
                 J->ldp = count * g->p;
-                NPY_BEGIN_THREADS;
+                gil = vg_release_gil(work);
                 vg_parallel(threads, count, TASK(t, col2im_task), J);
-                NPY_END_THREADS;
+                vg_restore_gil(gil);
             }
         } else
             status = -1;

@@ -57,10 +57,9 @@ static PyObject *apply_dropout(const char *op, PyObject *const *args, Py_ssize_t
     if (vg_check_same_shape(op, "the input and the mask", "", x, keep) < 0 ||
         (y = vg_empty(op, PyArray_NDIM(x), PyArray_DIMS(x), t)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
+    PyThreadState *gil = vg_release_gil(PyArray_SIZE(x));
     VG_CALL(t, dropout, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(keep), p, PyArray_SIZE(x));
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
 done:
     Py_DECREF(x);
     Py_XDECREF(keep);
@@ -170,12 +169,11 @@ VG_BOUNDARY(batchnorm_forward)
         if (out[i] == NULL)
             goto done;
     }
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(in[0]));
+    PyThreadState *gil = vg_release_gil(PyArray_SIZE(in[0]));
     VG_CALL(t, batchnorm_forward, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
             PyArray_DATA(out[3]), PyArray_DATA(out[4]), PyArray_DATA(in[0]), PyArray_DATA(in[1]),
             PyArray_DATA(in[2]), eps, given, N, C, Sp);
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
     result = PyTuple_Pack(5, out[0], out[1], out[2], out[3], out[4]);
 done:
     vg_release(in, 5);
@@ -201,12 +199,11 @@ VG_BOUNDARY(batchnorm_backward)
     if ((out[0] = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t)) == NULL ||
         (out[1] = vg_empty(op, 1, &C, t)) == NULL || (out[2] = vg_empty(op, 1, &C, t)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(in[0]));
+    PyThreadState *gil = vg_release_gil(PyArray_SIZE(in[0]));
     VG_CALL(t, batchnorm_backward, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
             PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]), PyArray_DATA(in[3]), training, N, C,
             Sp);
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
     result = PyTuple_Pack(3, out[0], out[1], out[2]);
 done:
     vg_release(in, 4);
@@ -257,7 +254,7 @@ static PyArrayObject *checked_targets(const char *op, PyObject *obj, npy_intp N,
 VG_BOUNDARY(cross_entropy_forward)
 {
     const char *op = "CrossEntropy";
-    PyArrayObject *x, *idx = NULL, *losses = NULL, *softmax = NULL, *loss = NULL;
+    PyArrayObject *x, *idx = NULL, *losses = NULL, *softmax = NULL, *loss = NULL, *diff = NULL, *sumd = NULL;
     PyObject *result = NULL;
     int t, sum;
     if (vg_check_nargs(op, nargs, 3) < 0 || (sum = parse_reduction(op, args[2])) < 0 ||
@@ -267,13 +264,15 @@ VG_BOUNDARY(cross_entropy_forward)
         goto done;
     npy_intp N = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
     if ((idx = checked_targets(op, args[1], N, C)) == NULL || (losses = vg_empty(op, 1, &N, t)) == NULL ||
-        (softmax = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (loss = vg_empty(op, 0, NULL, t)) == NULL)
+        (softmax = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (loss = vg_empty(op, 0, NULL, t)) == NULL ||
+        (diff = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (sumd = vg_empty(op, 1, &N, t)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(x));
-    VG_CALL(t, cross_entropy_forward, PyArray_DATA(losses), PyArray_DATA(softmax), PyArray_DATA(x),
-            PyArray_DATA(idx), N, C);
-    NPY_END_THREADS;
+    if (N > 0) { /* (C > 0 then: checked_targets refuses every target of an empty row) */
+        PyThreadState *gil = vg_release_gil(N * C);
+        VG_CALL(t, cross_entropy_forward, &vg_numpy(module)->loops, PyArray_DATA(losses), PyArray_DATA(softmax),
+                PyArray_DATA(diff), PyArray_DATA(sumd), PyArray_DATA(x), PyArray_DATA(idx), N, C);
+        vg_restore_gil(gil);
+    }
     if (t == NPY_FLOAT) {
         float total = vg_pairwise_sum_f32(PyArray_DATA(losses), N);
         *(float *)PyArray_DATA(loss) = sum ? total : total / (float)N;
@@ -288,6 +287,8 @@ done:
     Py_XDECREF(losses);
     Py_XDECREF(softmax);
     Py_XDECREF(loss);
+    Py_XDECREF(diff);
+    Py_XDECREF(sumd);
     return result;
 }
 
@@ -318,15 +319,14 @@ VG_BOUNDARY(cross_entropy_backward)
     npy_intp N = PyArray_DIM(in[1], 0), C = PyArray_DIM(in[1], 1);
     if ((idx = checked_targets(op, args[2], N, C)) == NULL || (g = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
         goto done;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(PyArray_SIZE(g));
+    PyThreadState *gil = vg_release_gil(PyArray_SIZE(g));
     if (t == NPY_FLOAT)
         cross_entropy_backward_f32(PyArray_DATA(g), *(float *)PyArray_DATA(in[0]) / (float)divisor,
                                    PyArray_DATA(in[1]), PyArray_DATA(idx), N, C);
     else
         cross_entropy_backward_f64(PyArray_DATA(g), *(double *)PyArray_DATA(in[0]) / (double)divisor,
                                    PyArray_DATA(in[1]), PyArray_DATA(idx), N, C);
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
 done:
     vg_release(in, 2);
     Py_XDECREF(idx);

@@ -69,31 +69,23 @@ static void VG_T(batchnorm_backward)(T *restrict gx, T *restrict ggamma, T *rest
         for (npy_intp n = 0; n < N; n++)
             for (npy_intp s = 0; s < Sp; s++) {
                 const npy_intp k = (n * C + c) * Sp + s;
-                gx[k] = (go[k] - mean_gb - xhat[k] * mean_gg) * scale;
+                /* evaluation: the statistics are constants, so gx = go scale (no xhat term: 0 * inf is NaN) */
+            gx[k] = training ? (go[k] - mean_gb - xhat[k] * mean_gg) * scale : go[k] * scale;
             }
     }
 }
 
-/* x (N, C), t (N,) in range -> losses (N,) and softmax (N, C) */
-static void VG_T(cross_entropy_forward)(T *restrict losses, T *restrict softmax, const T *restrict x,
+/* x (N, C > 0), t (N,) in range -> losses (N,) and softmax (N, C); diff (N, C) and sumd (N,) are scratch.
+   The row log-sum-exp is LogSoftmax's (rows.c: the row maximum with NumPy's NaN rule, exp and the row sums
+   as NumPy computes them): loss_i = lse_i - (x_it - max_i), softmax = exp(x - max) / sum. */
+static void VG_T(cross_entropy_forward)(const vg_loops *L, T *restrict losses, T *restrict softmax,
+                                        T *restrict diff, T *restrict sumd, const T *restrict x,
                                         const npy_intp *restrict t, npy_intp N, npy_intp C)
 {
-    for (npy_intp i = 0; i < N; i++) {
-        const T *row = x + i * C;
-        T *p = softmax + i * C;
-        T m = row[0];
-        for (npy_intp j = 1; j < C; j++)
-            if (row[j] > m)
-                m = row[j];
-        T sum = 0;
-        for (npy_intp j = 0; j < C; j++) {
-            p[j] = exp(row[j] - m);
-            sum += p[j];
-        }
-        for (npy_intp j = 0; j < C; j++)
-            p[j] /= sum;
-        losses[i] = (m + log(sum)) - row[t[i]];
-    }
+    VG_T(vg_rows_logsumexp)(L, diff, softmax, sumd, losses, NULL, x, N, C); /* losses holds lse */
+    for (npy_intp i = 0; i < N; i++)
+        losses[i] = losses[i] - diff[i * C + t[i]];
+    VG_T(vg_rows_softmax)(softmax, sumd, N, C);
 }
 
 /* g_ij = s (softmax_ij - [j == t_i]) */

@@ -77,10 +77,9 @@ static void run_pooling(pool_job *J, npy_intp elements)
     /* a few tasks per thread, so that one slowed by another process does not hold the others up */
     const npy_intp tasks = threads == 1 ? 1 : (planes < 4 * threads ? planes : 4 * threads);
     J->per_task = (planes + tasks - 1) / tasks;
-    NPY_BEGIN_THREADS_DEF;
-    NPY_BEGIN_THREADS_THRESHOLDED(elements);
+    PyThreadState *gil = vg_release_gil(elements);
     vg_parallel(threads, (planes + J->per_task - 1) / J->per_task, pool_task, J);
-    NPY_END_THREADS;
+    vg_restore_gil(gil);
 }
 
 /* ---- boundary ------------------------------------------------------------------------------------ */
