@@ -38,7 +38,8 @@ if [ $# -eq 0 ]; then
     #                       list (an error path each), and too few or too many arguments
     #   test_graph.py       the graph engine (vgrad/core.py compiled by Cython, and _C.add_into), but the
     #                       100,000-op chains
-    #   test_properties_cnn.py  the convolution and pooling kernels on random shapes, strides and paddings
+    #   test_properties_cnn.py  the convolution and pooling kernels on random shapes, strides and paddings,
+    #                       and the convolution on 1 and 3 threads (the thread pool)
     # Left out, for time: the other layouts and dtypes (NumPy's conversions, the same kernels), the other kinds
     # of bad argument (the same error paths), test_cnn_ops.py (it imports PyTorch), and the other property
     # tests (each costs a minute or more here).
@@ -48,7 +49,8 @@ if [ $# -eq 0 ]; then
         tests/test_ops.py::test_special_values_like_reference \
         tests/test_properties.py::test_bad_argument_raises_type_error tests/test_properties.py::test_wrong_number_of_arguments \
         tests/test_graph.py \
-        tests/test_properties_cnn.py::test_conv2d tests/test_properties_cnn.py::test_conv2d_backward_bad_shapes \
+        tests/test_properties_cnn.py::test_conv2d tests/test_properties_cnn.py::test_conv2d_grad_bad_shapes \
+        tests/test_properties_cnn.py::test_conv2d_gives_the_same_bits_whatever_the_thread_count \
         tests/test_properties_cnn.py::test_maxpool2d tests/test_properties_cnn.py::test_avgpool2d \
         -x --durations=10 -k "not deep_chain and not (matches_reference and f32) \
             and not (layouts and (f64 or not negative)) and not (bad_argument and not (none or object or ragged))"

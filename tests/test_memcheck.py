@@ -326,3 +326,15 @@ def test_a_shim_script_is_refused(tmp_path, capsys):
     shim.chmod(0o755)
     assert memcheck.run([str(shim), "-c", "pass"], tmp_path / "log", repo_ours()) == memcheck.EXIT_UNTRUSTED
     assert "not a program but a script" in capsys.readouterr().out
+
+
+def test_the_tests_valgrind_sh_names_exist():
+    """.ci/valgrind.sh lists tests by id; a renamed test would make pytest collect nothing there and CI fail
+    late (after the sanitizer run). Each file::function it names must be defined."""
+    import re
+    script = (REPO / ".ci" / "valgrind.sh").read_text()
+    ids = re.findall(r"(tests/[\w/]+\.py)::(\w+)", script)
+    assert ids, "no test ids found in .ci/valgrind.sh"
+    for path, name in ids:
+        source = (REPO / path).read_text()
+        assert re.search(rf"^def {name}\(", source, re.M), f".ci/valgrind.sh names {path}::{name}, which is not defined"
