@@ -13,8 +13,6 @@ tests/test_ops.py checks every op against its Reference on the op table's sample
 test_vugrad_parity.py trains the course MLP under both libraries.
 """
 import contextlib
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ import pytest
 import vgrad as vg
 import vgrad._C as C
 from op_table import BYTE_SWAPPED, LAYOUTS, assert_exact
+from vugrad_tree import VUGRAD_DIR, imported_vugrad
 
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1e-310, -1e-310, 2.2250738585072014e-308,
                      709.78, 709.79, 710.0, -708.4, -708.5, -745.13, -745.14, -746.0, 1e300, -1e300, 1.0, -1.0,
@@ -315,25 +314,14 @@ def test_mlp_losses_equal_fused_and_unfused(rng, np_random_state):
 # the References are vugrad's formulas
 # ------------------------------------------------------------------------------------------------
 
-VUGRAD_DIR = os.environ.get("VGRAD_VUGRAD_DIR")
 
 
 @pytest.fixture(scope="module")
 def vugrad_ops():
     if not VUGRAD_DIR:
         pytest.skip("set VGRAD_VUGRAD_DIR to a work tree of dlvu/vugrad")
-    saved = {name: mod for name, mod in sys.modules.items() if name == "vugrad" or name.startswith("vugrad.")}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, VUGRAD_DIR)
-    try:
-        import vugrad
-    finally:
-        sys.path.remove(VUGRAD_DIR)
-    yield vugrad
-    for name in [n for n in sys.modules if n == "vugrad" or n.startswith("vugrad.")]:
-        del sys.modules[name]
-    sys.modules.update(saved)
+    with imported_vugrad(VUGRAD_DIR) as vugrad:
+        yield vugrad
 
 
 VUGRAD_CASES = {  # op name -> (inputs, kwargs) in float64

@@ -10,15 +10,14 @@ skip without it); it is never part of this repository.
 import contextlib
 import gzip
 import os
-import sys
 
 import numpy as np
 import pytest
 
 import vgrad as vg
 import vgrad.core as core
+from vugrad_tree import VUGRAD_DIR, imported_vugrad
 
-VUGRAD_DIR = os.environ.get("VGRAD_VUGRAD_DIR")
 FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 FASHION_LABELS = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
 STEPS, BATCH = 60, 128
@@ -29,19 +28,8 @@ pytestmark = pytest.mark.skipif(not VUGRAD_DIR, reason="set VGRAD_VUGRAD_DIR to 
 @pytest.fixture(scope="module")
 def vugrad():
     """The package vugrad of VGRAD_VUGRAD_DIR, imported for this module only (sys.modules is restored)."""
-    saved = {name: mod for name, mod in sys.modules.items() if name == "vugrad" or name.startswith("vugrad.")}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, VUGRAD_DIR)
-    try:
-        import vugrad as vu
-    finally:
-        sys.path.remove(VUGRAD_DIR)
-    assert os.path.realpath(vu.__file__).startswith(os.path.realpath(VUGRAD_DIR)), vu.__file__
-    yield vu
-    for name in [n for n in sys.modules if n == "vugrad" or n.startswith("vugrad.")]:
-        del sys.modules[name]
-    sys.modules.update(saved)
+    with imported_vugrad(VUGRAD_DIR) as vu:
+        yield vu
 
 
 def mlp_class(lib):
