@@ -219,7 +219,7 @@ static npy_intp blas_chunk(const geometry *g, npy_intp itemsize)
 /* Direct path, backward: the number of chunks the batch's gradient sums are split into (N alone decides). */
 static npy_intp direct_chunks(const geometry *g)
 {
-    return g->n < 32 ? g->n : 32;
+    return g->n < 8 ? g->n : 8;
 }
 
 /* A view of the contiguous filters w as the matrix (O, C kh kw). */
@@ -402,6 +402,10 @@ static int backward_direct(const char *op, int t, conv_job *J, void *gw, void *g
             add_sizes(op, "the scratch of an image", bytes, gpad, &bytes) < 0)
             return -1;
     }
+    npy_intp lanes; /* the weight gradient's lanes: wsize x 64 bytes (conv_kernels.h, wide_corr) */
+    if (vg_mul_sizes(op, "the weight gradient's lanes", wsize, 64 / itemsize, &lanes) < 0 ||
+        add_sizes(op, "the scratch of an image", bytes, lanes, &bytes) < 0)
+        return -1;
     const int threads = vg_threads_for(chunks, (double)g->np * (double)wsize * (J->gx ? 2 : 1));
     if (vg_mul_sizes(op, "the scratch of an image", bytes, itemsize, &bytes) < 0 ||
         vg_mul_sizes(op, "the scratch of the threads", bytes, threads, &all) < 0 ||

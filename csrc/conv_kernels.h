@@ -205,9 +205,11 @@ static inline __attribute__((always_inline)) void VG_T(wide_conv_driver)(
 
 /* ---- wide_corr: gw[o, t] += sum_m g[o, m] in[m + off[t]] for one input channel ----------------------------
    g: (O, mr) with row stride mr (0 wherever a position is not an output); in: one plane, readable up to
-   mr - 1 + off[KK - 1]; gw: (O, KK) with row stride ldw. A block of OB outputs x TB taps is accumulated in
-   vectors of vl lanes over all of m, then each vector's lanes are added in order (vl fixes the order of
-   the sums: the same for any number of threads). */
+   mr - 1 + off[KK - 1]. The sums stay in their vl lanes: gw holds vl partial sums per weight, (O, KK, vl)
+   with a row stride of ldw weights, and gw[(o ldw + t) vl + v] += the lane v of a block's vector. A chunk's
+   images add into those lanes, and direct_backward_task adds each weight's lanes in order once per chunk:
+   adding 16 lanes for every weight of every image cost more than the products on the course's small
+   images. (vl fixes the order of the sums: the same for any number of threads.) */
 
 static inline __attribute__((always_inline)) void VG_T(wide_corr_block)(
     T *restrict gw, npy_intp ldw, const T *restrict g, npy_intp mr, const T *restrict in,
@@ -229,12 +231,9 @@ static inline __attribute__((always_inline)) void VG_T(wide_corr_block)(
                     acc[o][t][v] = fused ? fma(gv[v], xv[v], acc[o][t][v]) : acc[o][t][v] + gv[v] * xv[v];
             }
     for (int o = 0; o < OB; o++)
-        for (int t = 0; t < TB; t++) {
-            T s = 0;
+        for (int t = 0; t < TB; t++)
             for (int v = 0; v < vl; v++)
-                s += acc[o][t][v];
-            gw[o * ldw + t] += s;
-        }
+                gw[(o * ldw + t) * vl + v] += acc[o][t][v];
 }
 
 /* All taps of OB outputs, in blocks of TBMAX taps. */
@@ -243,7 +242,7 @@ static inline __attribute__((always_inline)) void VG_T(wide_corr_rows)(
     const npy_intp *restrict off, const int OB, const int TBMAX, const int vl, const int fused)
 {
     for (npy_intp t = 0; t < KK; t += TBMAX) {
-        T *dst = gw + t;
+        T *dst = gw + t * vl;
         const npy_intp *ot = off + t;
         switch (KK - t < TBMAX ? KK - t : TBMAX) {
         case 1: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 1, vl, fused); break;
@@ -256,7 +255,7 @@ static inline __attribute__((always_inline)) void VG_T(wide_corr_rows)(
     }
 }
 
-/* gw (O, C, KK) += the correlation of g (O, mr) with every channel of in (C planes `plane` apart). */
+/* gw (O, C, KK, vl lanes) += the correlation of g (O, mr) with every channel of in (C planes `plane` apart). */
 static inline __attribute__((always_inline)) void VG_T(wide_corr_driver)(
     T *restrict gw, const T *restrict g, npy_intp mr, const T *restrict in, npy_intp plane, npy_intp C,
     npy_intp O, npy_intp KK, const npy_intp *restrict off, const int OBMAX, const int TBMAX, const int vl,
@@ -265,7 +264,7 @@ static inline __attribute__((always_inline)) void VG_T(wide_corr_driver)(
     const npy_intp ldw = C * KK;
     for (npy_intp c = 0; c < C; c++)
         for (npy_intp o = 0; o < O; o += OBMAX) {
-            T *dst = gw + o * ldw + c * KK;
+            T *dst = gw + (o * ldw + c * KK) * vl;
             const T *go = g + o * mr, *src = in + c * plane;
             switch (O - o < OBMAX ? O - o : OBMAX) {
             case 1: VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, 1, TBMAX, vl, fused); break;
@@ -358,6 +357,19 @@ static VG_T(wide_corr_fn) VG_T(pick_wide_corr)(int level)
     return VG_T(wide_corr_generic);
 }
 
+/* The lanes of pick_wide_corr(level)'s sums: a vector register's bytes / sizeof(T). */
+static npy_intp VG_T(wide_corr_lanes)(int level)
+{
+#if VG_SIMD_TARGETS
+    if (level >= 4)
+        return 64 / (npy_intp)sizeof(T);
+    if (level >= 3)
+        return 32 / (npy_intp)sizeof(T);
+#endif
+    (void)level;
+    return 16 / (npy_intp)sizeof(T);
+}
+
 /* ---- the plain loops: reference versions of the gradients, and the fall-back of the direct path ------------
    Stride 1. xp: one image padded to (C, Hp, Wp) (struct wide); go: its (O, OH, OW) gradient. */
 
@@ -425,9 +437,9 @@ static void VG_T(direct_forward_task)(void *ctx, npy_intp n, int thread)
 }
 
 /* Direct path, backward, for the images of one chunk: their sums of the weight and bias gradients into the
-   chunk's part (O C kh kw + O values, in image order), and their input gradients. Scratch: the padded image
-   xs, the wide gradient (O, mr), and for the input gradient the padded gradient (O, Hg, Wg) and the wide
-   result (C, mr of the gradient's layout). */
+   chunk's part (O C kh kw + O values), and their input gradients. Scratch: the weight gradient's lanes
+   (O C kh kw x 64 bytes, see wide_corr), the padded image xs, the wide gradient (O, mr), and for the input
+   gradient the padded gradient (O, Hg, Wg) and the wide result (C, mr of the gradient's layout). */
 static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
 {
     const conv_job *J = ctx;
@@ -435,11 +447,14 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
     const wide *L = &J->fw, *B = &J->bw;
     const npy_intp wsize = g->o * g->c * L->kk;
     T *part = (T *)J->part + chunk * (wsize + g->o), *gb = part + wsize;
-    T *xs = (T *)(J->scratch + thread * J->scratch_bytes), *gwide = xs + L->size;
+    const npy_intp lanes = VG_T(wide_corr_lanes)(J->level);
+    T *gw_lanes = (T *)(J->scratch + thread * J->scratch_bytes), *xs = gw_lanes + wsize * (64 / sizeof(T));
+    T *gwide = xs + L->size;
     T *gpad = gwide + g->o * L->mr, *gxwide = gpad + (J->gx ? B->size : 0);
     VG_T(wide_conv_fn) conv = VG_T(pick_wide_conv)(J->level);
     VG_T(wide_corr_fn) corr = VG_T(pick_wide_corr)(J->level);
     memset(part, 0, sizeof(T) * (size_t)(wsize + g->o));
+    memset(gw_lanes, 0, sizeof(T) * (size_t)(wsize * lanes));
     const npy_intp first = chunk * J->chunk, last = first + J->chunk < g->n ? first + J->chunk : g->n;
     for (npy_intp n = first; n < last; n++) {
         const T *go = (const T *)J->go + n * g->o * g->p;
@@ -453,7 +468,7 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
             gb[o] += VG_T(vg_pairwise_sum)(go + o * g->p, g->p);
         }
         if (VG_T(all_finite)(xs, L->size))
-            corr(part, gwide, L->mr, xs, L->plane, g->c, g->o, L->kk, L->off);
+            corr(gw_lanes, gwide, L->mr, xs, L->plane, g->c, g->o, L->kk, L->off);
         else /* a 0 at a thrown-away position times an infinity would make a NaN */
             VG_T(conv_exact_gw)(part, go, xs, g, L);
         if (J->gx == NULL)
@@ -469,6 +484,12 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
         memset(gpad + g->o * B->plane, 0, sizeof(T) * (size_t)(B->size - g->o * B->plane));
         conv(gxwide, B->mr, gpad, B->plane, J->wflip, g->o, g->c, B->kk, B->off, NULL);
         VG_T(compact_wide)(gx, gxwide, B->mr, B->wp, g->c, g->h, g->w);
+    }
+    for (npy_intp i = 0; i < wsize; i++) { /* the lanes of each weight, in order */
+        T s = 0;
+        for (npy_intp v = 0; v < lanes; v++)
+            s += gw_lanes[i * lanes + v];
+        part[i] += s;
     }
 }
 

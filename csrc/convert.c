@@ -269,8 +269,8 @@ PyArrayObject *vg_as_indices(const char *op, const char *what, PyObject *obj, np
     if (idx == NULL)
         return NULL;
     if (is_unsigned) {
-        const npy_intp *v = PyArray_DATA(idx);
-        for (npy_intp i = 0; i < PyArray_SIZE(idx); i++) {
+        const npy_intp *v = PyArray_DATA(idx), n = PyArray_SIZE(idx); /* (a call into NumPy: not per element) */
+        for (npy_intp i = 0; i < n; i++) {
             if (v[i] < 0) {
                 PyErr_Format(PyExc_IndexError, "%s: %s holds an index too large for any array", op, what);
                 Py_DECREF(idx);

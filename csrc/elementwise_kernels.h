@@ -68,8 +68,12 @@ static void VG_T(relu_forward)(const vg_loops *L, T *restrict y, const T *restri
 
 static void VG_T(relu_backward)(T *restrict gx, const T *go, const T *x, npy_intp n)
 {
-    for (npy_intp i = 0; i < n; i++)
-        gx[i] = x[i] > 0 ? go[i] : 0;
+    /* go[i] is read whatever x[i] is, so that GCC makes this a select, not a branch that random signs
+       mispredict half the time (ten times slower) */
+    for (npy_intp i = 0; i < n; i++) {
+        const T g = go[i];
+        gx[i] = x[i] > 0 ? g : 0;
+    }
 }
 
 /* ---- Sub's gradient over b: -go ------------------------------------------------------------------------ */

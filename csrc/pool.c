@@ -186,17 +186,19 @@ VG_BOUNDARY(maxpool2d_backward)
     /* xshape is checked (parse_xshape): N C and H W cannot overflow */
     pooling g = {xshape.ptr[0] * xshape.ptr[1], xshape.ptr[2], xshape.ptr[3], 1, 1, 1, 1,
                  PyArray_DIM(go, 2), PyArray_DIM(go, 3)};
-    const npy_intp *v = PyArray_DATA(idx), plane = g.h * g.w;
-    for (npy_intp k = 0; k < PyArray_SIZE(idx); k++) {
+    const npy_intp *v = PyArray_DATA(idx), plane = g.h * g.w, n = PyArray_SIZE(idx); /* (a call: not per index) */
+    for (npy_intp k = 0; k < n; k++) {
         if (v[k] < 0 || v[k] >= plane) {
             PyErr_Format(PyExc_IndexError, "%s: index %zd lies outside an image of %zd x %zd", op,
                          (Py_ssize_t)v[k], (Py_ssize_t)g.h, (Py_ssize_t)g.w);
             goto done;
         }
     }
-    if ((gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
+    if (PyArray_SIZE(go) == 0) { /* gx is all zeros; the kernel would only count through N C empty planes */
+        gx = vg_zeros(op, 4, xshape.ptr, t);
         goto done;
-    if (PyArray_SIZE(go) == 0) /* gx is all zeros; the kernel would only count through N C empty planes */
+    }
+    if ((gx = vg_empty(op, 4, xshape.ptr, t)) == NULL) /* the kernel zeroes each plane */
         goto done;
     pool_job J = {MAX_BACKWARD, t, &g, PyArray_DATA(gx), PyArray_DATA(go), NULL, v, 0};
     run_pooling(&J, PyArray_SIZE(gx));
@@ -241,7 +243,7 @@ VG_BOUNDARY(avgpool2d_backward)
         return NULL;
     if (parse_xshape(op, args[1], vg_itemsize(t), &xshape) < 0 ||
         set_pooling(op, args + 2, xshape.ptr, vg_itemsize(t), &g) < 0 || check_goutput(op, go, xshape.ptr, &g) < 0 ||
-        (gx = vg_zeros(op, 4, xshape.ptr, t)) == NULL)
+        (gx = vg_empty(op, 4, xshape.ptr, t)) == NULL) /* the kernel zeroes each plane */
         goto done;
     pool_job J = {AVG_BACKWARD, t, &g, PyArray_DATA(gx), PyArray_DATA(go), NULL, NULL, 0};
     run_pooling(&J, PyArray_SIZE(gx));

@@ -168,6 +168,26 @@ def test_max_pool_propagates_nan():
     assert np.isnan(vg.MaxPooling.forward({}, x, kernel_size=2)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [2, 6, 9, 600])  # 600: a row of 300 windows, more than the kernel takes at once
+def test_max_pool_2x2_picks_as_numpy_argmax_for_every_window_pattern(dtype, width):
+    """MaxPool2d(2) has its own unrolled kernel: every window of four values drawn from {0, 1, NaN} (ties, NaN
+    first, NaN after a larger value, two NaNs), placed at every window position, gives np.argmax's index."""
+    values = np.array(np.meshgrid(*[[0.0, 1.0, np.nan]] * 4, indexing="ij")).reshape(4, -1).T  # (81, 4)
+    ow = width // 2
+    windows = np.resize(values, (3 * ow, 4))  # 3 rows of windows
+    x = np.zeros((1, 1, 6, width), dtype)
+    for k, (a, b, c, d) in enumerate(windows):
+        p, q = divmod(k, ow)
+        x[0, 0, 2 * p:2 * p + 2, 2 * q:2 * q + 2] = [[a, b], [c, d]]
+    ctx, rctx = {}, {}
+    y = vg.MaxPooling.forward(ctx, x, kernel_size=2)
+    want = vg.MaxPooling.Reference.forward(rctx, x, kernel_size=2)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(ctx["indices"], rctx["indices"])
+
+
 def test_dropout_is_reproducible_and_keeps_the_expected_value():
     x = vg.TensorNode(np.ones((200, 500)))
     np.random.seed(0)
