@@ -29,8 +29,8 @@ from hypothesis.extra import numpy as hnp
 
 import vgrad._C as C
 import vgrad.ops as vops
-from op_table import (BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS, c_calls,
-                      unary_elementwise)
+from op_table import (BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS,
+                      BinaryElementwise, MatrixProduct, UnaryElementwise, c_calls, declaration, declared)
 
 
 CLEAN = (TypeError, ValueError, IndexError, MemoryError)
@@ -278,8 +278,9 @@ def check(got, want, t, what, bound=0.0):
 # ------------------------------------------------------------------------------------------------
 
 # Every entry point of vgrad._C tested here against its op's Reference (the op naming it in `kernels`:
-# op_table.KERNEL_OWNERS): the element-wise families below, each tested by one parametrized test, and the
-# entry points of the tests marked @checks(...). tests/test_registry.py fails when an op's kernel is in neither.
+# op_table.KERNEL_OWNERS): the families of kernels below, derived from the ops' declarations of their test inputs
+# (`tests = ...`, vgrad/op_inputs.py), each tested by one parametrized test, and the entry points of the tests marked
+# @checks(...). tests/test_registry.py fails when an op's kernel is in neither.
 REFERENCE_CHECKED = set()
 
 
@@ -290,20 +291,49 @@ def checks(*names, into=REFERENCE_CHECKED):
 
 
 def unary_families(ops):
-    """The element-wise ops of one input among `ops` (declared `tests = UnaryElementwise(...)` in vgrad/ops.py): their
-    forward kernels -> whether float32 results are exact (else within a few ulps), and their backward kernels ->
-    (the context key of the array it takes with go, whether its formula has several operations: float32 mixed with
-    float64 declined)."""
-    unary = unary_elementwise(ops)
-    return ({op.kernels[0]: op.tests.float32_exact for op in unary},
-            {op.kernels[1]: (op.tests.saved, op.tests.several_operations) for op in unary})
+    """The element-wise ops of one input among `ops` (declared `tests = UnaryElementwise(...)`): their forward kernels
+    -> whether float32 results are exact (else within a few ulps), and their backward kernels -> (the context key of
+    the array it takes with go, whether its formula has several operations: float32 mixed with float64 declined)."""
+    unary = declared(ops, UnaryElementwise)
+    return ({op.kernels[0]: declaration(op).float32_exact for op in unary},
+            {op.kernels[1]: (declaration(op).saved, declaration(op).several_operations) for op in unary})
+
+
+def binary_families(ops):
+    """The element-wise ops of two inputs among `ops` (declared `tests = BinaryElementwise(...)`): their forward
+    kernels, and their backward kernels of (go, a, b) -> (the context keys of a and b, whether the formula has several
+    operations). (Sub's backward kernel, of go alone, has a test of its own: test_neg_forward.)"""
+    binary = declared(ops, BinaryElementwise)
+    return ([op.kernels[0] for op in binary],
+            {op.kernels[1]: (declaration(op).saved, declaration(op).several_operations)
+             for op in binary if declaration(op).saved})
+
+
+def matrix_product_family(ops):
+    """The matrix products among `ops` (declared `tests = MatrixProduct(...)`): each kernel -> (the size names of its
+    operands' shapes, the context keys of those its backward takes with go, or None for the forward)."""
+    family = {}
+    for op in declared(ops, MatrixProduct):
+        spec = declaration(op)
+        family[op.kernels[0]] = (spec.operands, None)
+        family[op.kernels[1]] = ((spec.output,) + spec.operands, spec.saved)
+    return family
+
+
+def derived_checks(ops):
+    """The kernels of `ops` that the parametrized tests of the families check, from the ops' declarations."""
+    unary_forward, unary_backward = unary_families(ops)
+    binary_forward, binary_backward = binary_families(ops)
+    return set(unary_forward) | set(unary_backward) | set(binary_forward) | set(binary_backward) | set(
+        matrix_product_family(ops))
 
 
 UNARY_FORWARD, UNARY_BACKWARD = unary_families(vops.ALL_OPS)
-BINARY_FORWARD = ["add_forward", "sub_forward", "mul_forward", "div_forward"]
-# entry point -> whether its formula has several operations (float32 mixed with float64 declined)
-BINARY_BACKWARD = {"mul_backward": False, "div_backward": True}
-REFERENCE_CHECKED.update(UNARY_FORWARD, UNARY_BACKWARD, BINARY_FORWARD, BINARY_BACKWARD)
+# BINARY_BACKWARD: entry point -> (the context keys of a and b, whether float32 mixed with float64 is declined)
+BINARY_FORWARD, BINARY_BACKWARD = binary_families(vops.ALL_OPS)
+# MATMUL: entry point -> (the size names of its operands' shapes, the context keys of those backward takes with go)
+MATMUL = matrix_product_family(vops.ALL_OPS)
+REFERENCE_CHECKED.update(derived_checks(vops.ALL_OPS))
 
 
 @checks("add_into")
@@ -718,7 +748,7 @@ def test_binary_forward(name, data):
 @settings()
 @given(data=st.data())
 def test_binary_backward(name, data):
-    op, several = KERNEL_OWNERS[name], BINARY_BACKWARD[name]
+    op, ((key_a, key_b), several) = KERNEL_OWNERS[name], BINARY_BACKWARD[name]
     shape = data.draw(shapes())
     go, a, b = (data.draw(operand(data.draw(maybe_same(shape)))) for _ in range(3))
     if not arr(go).shape == arr(a).shape == arr(b).shape:
@@ -728,7 +758,7 @@ def test_binary_backward(name, data):
         return
     t = compute_dtype(go, a, b)
     assert isinstance(got, tuple) and len(got) == 2
-    want = reference(op, "backward", {"a": as_seen(a, t), "b": as_seen(b, t)}, as_seen(go, t))
+    want = reference(op, "backward", {key_a: as_seen(a, t), key_b: as_seen(b, t)}, as_seen(go, t))
     for k in range(2):
         assert_exact(got[k], want[k], t, f"{name} [{k}]")
 
@@ -1120,16 +1150,6 @@ def dims_fit(objs, pairs):
     return True
 
 
-# entry point -> (the size names of its operands' shapes, the context keys of those backward takes with go)
-MATMUL = {
-    "matmul_forward": (("nk", "km"), None),
-    "batchmm_forward": (("mk", "nk"), None),
-    "matmul_backward": (("nm", "nk", "km"), ("a", "b")),
-    "batchmm_backward": (("nm", "mk", "nk"), ("matrix", "vectors")),
-}
-
-
-@checks(*MATMUL)
 @pytest.mark.parametrize("name", sorted(MATMUL))
 @settings()
 @given(data=st.data())
