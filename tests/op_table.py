@@ -22,9 +22,8 @@ import numpy as np
 
 import vgrad as vg
 import vgrad.ops as vops
-from vgrad.op_inputs import (BIG, DOMAINS, EIGHT_TARGETS, ELEMENTWISE_SHAPES, SPECIAL,  # noqa: F401 (for tests)
-                             SPECIAL_IMAGES, SPECIAL_IMAGES_NO_OVERFLOW, SPECIAL_MATRIX, BinaryElementwise,
-                             Call, MatrixProduct, Samples, UnaryElementwise)
+from vgrad.op_inputs import (BIG, DOMAINS, ELEMENTWISE_SHAPES, SPECIAL, SPECIAL_MATRIX, BinaryElementwise,  # noqa: F401
+                             Call, MatrixProduct, Samples, UnaryElementwise)  # (SPECIAL_MATRIX: for test_ops.py)
 
 # The kinds of declaration an op's `tests` may be
 KINDS = (UnaryElementwise, BinaryElementwise, MatrixProduct, Samples)
@@ -94,15 +93,14 @@ def msg(*parts):
 
 
 # --------------------------------------------------------------------------------------------------
-# Values in an op's domain (vgrad/op_inputs.py names the domains)
+# Values in an op's domain (vgrad/op_inputs.py says what each domain holds)
 # --------------------------------------------------------------------------------------------------
-
-# real: any value; positive: in [0.5, 2]; nonzero: |x| in [0.5, 2]; relu: |x| >= 0.1 (away from the kink);
-# wide: [-30, 30] (sigmoid tails); distinct: each row holds well separated values (RowMax without ties).
 
 
 def values(domain, shape, dtype, rng):
     """A random array of `shape` and `dtype` whose values lie in `domain`."""
+    if domain not in DOMAINS:
+        raise ValueError(f"no domain {domain!r}: the domains are {DOMAINS} (vgrad/op_inputs.py)")
     dtype = np.dtype(dtype)
     shape = tuple(shape)
     if domain == "distinct":

@@ -204,6 +204,19 @@ def sum_bound(x, dtype, axis=None, keepdims=False):
     return 2 * n * float(np.finfo(dtype).eps) * s
 
 
+def named_product_bound(arrays, names, result, dtype):
+    """The rounding bound of a product of matrices given by size names, as np.einsum's ('nk', 'km' -> 'nm'): k eps
+    einsum(|arrays|), twice, k the number of terms summed (the sizes of the names not in the result)."""
+    absolute = []
+    for a in arrays:
+        f = np.abs(a.astype(np.float64))
+        f[~np.isfinite(f)] = 0
+        absolute.append(f)
+    sizes = {n: d for a, name in zip(arrays, names) for n, d in zip(name, a.shape)}
+    terms = int(np.prod([sizes[n] for n in set("".join(names)) - set(result)]))
+    return 2 * terms * float(np.finfo(dtype).eps) * np.einsum(",".join(names) + "->" + result, *absolute)
+
+
 def product_bound(a, b, dtype):
     """The rounding bound of a @ b, as for sums: k eps (|a| @ |b|), twice."""
     fa, fb = np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64))
@@ -310,13 +323,14 @@ def binary_families(ops):
 
 
 def matrix_product_family(ops):
-    """The matrix products among `ops` (declared `tests = MatrixProduct(...)`): each kernel -> (the size names of its
-    operands' shapes, the context keys of those its backward takes with go, or None for the forward)."""
+    """The matrix products among `ops` (declared `tests = MatrixProduct(...)`): each kernel -> (the size names of the
+    product's operands' shapes and of its result's, and for the backward kernel the context keys under which it takes
+    the operands with go; None for the forward)."""
     family = {}
     for op in declared(ops, MatrixProduct):
         spec = declaration(op)
-        family[op.kernels[0]] = (spec.operands, None)
-        family[op.kernels[1]] = ((spec.output,) + spec.operands, spec.saved)
+        family[op.kernels[0]] = (spec.operands, spec.output, None)
+        family[op.kernels[1]] = (spec.operands, spec.output, spec.saved)
     return family
 
 
@@ -331,7 +345,7 @@ def derived_checks(ops):
 UNARY_FORWARD, UNARY_BACKWARD = unary_families(vops.ALL_OPS)
 # BINARY_BACKWARD: entry point -> (the context keys of a and b, whether float32 mixed with float64 is declined)
 BINARY_FORWARD, BINARY_BACKWARD = binary_families(vops.ALL_OPS)
-# MATMUL: entry point -> (the size names of its operands' shapes, the context keys of those backward takes with go)
+# MATMUL: entry point -> (size names of the operands, of the result, the context keys of the operands for backward)
 MATMUL = matrix_product_family(vops.ALL_OPS)
 REFERENCE_CHECKED.update(derived_checks(vops.ALL_OPS))
 
@@ -1154,7 +1168,8 @@ def dims_fit(objs, pairs):
 @settings()
 @given(data=st.data())
 def test_matrix_products(name, data):
-    op, (pairs, keys) = KERNEL_OWNERS[name], MATMUL[name]
+    op, (operands, output, keys) = KERNEL_OWNERS[name], MATMUL[name]
+    pairs = operands if keys is None else (output,) + operands  # a backward kernel takes go first
     objs = data.draw(matrices(*pairs))
     if not dims_fit(objs, pairs):
         return refused(name, op.__name__, *objs)
@@ -1167,15 +1182,13 @@ def test_matrix_products(name, data):
     G = [as_seen(o, t) for o in objs]
     if keys is None:
         want = reference(op, "forward", {}, *G)
-        first, second = (R[0], R[1]) if name == "matmul_forward" else (R[1], R[0].T)
-        return check(got, want, t, name, product_bound(first, second, t) if t == F32 else 0.0)
+        return check(got, want, t, name, named_product_bound(R, operands, output, t) if t == F32 else 0.0)
     go, p, q = R
     want = reference(op, "backward", {keys[0]: G[1], keys[1]: G[2]}, G[0])
     assert isinstance(got, tuple) and len(got) == 2
-    if name == "matmul_backward":  # (go @ b.T, a.T @ go)
-        bounds = product_bound(go, q.T, t), product_bound(p.T, go, t)
-    else:  # (go.T @ vectors, go @ matrix)
-        bounds = product_bound(go.T, q, t), product_bound(go, p, t)
+    # the gradient of each operand is the product of go with the other operand (for a @ b: go @ b.T, a.T @ go)
+    bounds = (named_product_bound([go, q], (output, operands[1]), operands[0], t),
+              named_product_bound([go, p], (output, operands[0]), operands[1], t))
     for k in range(2):
         check(got[k], want[k], t, f"{name} [{k}]", bounds[k] if t == F32 else 0.0)
 

@@ -39,7 +39,7 @@ import vgrad._C as C
 from vgrad import _C  # the name by which the ops call their kernels (the throwaway Tanh's below are never run)
 import vgrad.nn_ops as vnn
 import vgrad.ops as vops
-from op_table import KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points, declaration, declared_calls, entry
+from op_table import KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points, declared_calls, entry
 from test_properties import REFERENCE_CHECKED, derived_checks, unary_families
 from test_properties_cnn import CNN_REFERENCE_CHECKED
 

@@ -1,7 +1,8 @@
 """
 The ops of the CNN toolkit: convolution, pooling, dropout's mask, batch normalisation, the cross-entropy loss
-and reshape. Like the ops in ops.py, each has a C forward/backward (csrc/conv.c, pool.c, nn.c) and a nested
-NumPy `Reference` with the same formulas, storing the same context keys.
+and reshape. Like the ops in ops.py, each has a C forward/backward (csrc/conv.c, pool.c, nn.c), a nested
+NumPy `Reference` with the same formulas, storing the same context keys, and its test inputs in `tests`
+(vgrad/op_inputs.py): the shapes, geometries and keyword arguments it is tried on.
 
 Images are NCHW: a batch of N images, each with C channels of H x W pixels. Constants (stride, padding,
 masks, targets, running statistics) are keyword arguments: they get no gradient. Most people use these

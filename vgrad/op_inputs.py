@@ -86,9 +86,10 @@ class UnaryElementwise:
 class BinaryElementwise:
     """
     An element-wise op on two arrays of the same shape, (a, b) -> f(a, b), whose first kernel computes it from a and
-    b. It is tried on every shape of ELEMENTWISE_SHAPES (both inputs alike), a BIG one, and `special`; it must refuse
-    inputs of different shapes; its forward kernel, and a backward kernel (go, a, b) -> (ga, gb) if it has one, are
-    checked against the op's Reference on random shapes, dtypes and layouts.
+    b; a second kernel, if any, is its backward: of go and the inputs, (go, a, b) -> (ga, gb), when it declares
+    `saved`, else of go alone (Sub's -go). It is tried on every shape of ELEMENTWISE_SHAPES (both inputs alike), a BIG
+    one, and `special`; it must refuse inputs of different shapes; its forward kernel, and a backward kernel of
+    (go, a, b), are checked against the op's Reference on random shapes, dtypes and layouts.
     """
     special: Call  # two arrays of special values, one for a and one for b
     domains: tuple = ('real', 'real')  # where the values of a and of b lie (DOMAINS)
