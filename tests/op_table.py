@@ -1,11 +1,15 @@
-"""The op table: one entry per built-in op of vgrad.ops.ALL_OPS, plus the helpers the test files share.
+"""The op table: one entry per built-in op of vgrad.ops.ALL_OPS, built from the op's own declaration of its test
+inputs (`tests = ...` in its class; the kinds are in vgrad/op_inputs.py), plus the helpers the test files share.
 
 Each entry (an OpEntry, in the spirit of PyTorch's OpInfo) holds the op's test inputs: how to make valid sample
-inputs (several shapes, in the op's domain), which keyword arguments go with them, which inputs must be refused
-(exception type and a message regex that names the op), and a call on special values (inf, NaN, signed zeros,
-subnormals, overflowing values). tests/test_ops.py runs its generic tests over this table. c_calls() below gives
-one valid call of each function of vgrad._C, for the tests that feed them bad arguments. tests/test_registry.py
-fails when an op of ALL_OPS has no entry, or a function of vgrad._C no valid call.
+inputs (several shapes, in the op's domain), which keyword arguments go with them, and a call on special values
+(inf, NaN, signed zeros, subnormals, overflowing values), all from the declaration; and which inputs must be refused
+(exception type and a message regex that names the op). Those refusals are written here, in ERRORS, not in the op:
+they are tests of how the op fails, not inputs it accepts (the ones every op of a kind must refuse, such as unequal
+shapes for an element-wise op of two inputs, come with the kind). tests/test_ops.py runs its generic tests over this
+table. c_calls() below gives one valid call of each function of vgrad._C (derived for the element-wise ops and the
+matrix products, written out for the others), for the tests that feed them bad arguments. tests/test_registry.py
+fails when an op of ALL_OPS declares no test inputs, or a function of vgrad._C has no valid call.
 
 Expected values in the tests never come from the code under test: they come from the op's NumPy
 Reference class, from independent NumPy formulas, or from central differences.
@@ -18,6 +22,11 @@ import numpy as np
 
 import vgrad as vg
 import vgrad.ops as vops
+from vgrad.op_inputs import (BIG, DOMAINS, ELEMENTWISE_SHAPES, SPECIAL, SPECIAL_MATRIX, BinaryElementwise,  # noqa: F401
+                             Call, MatrixProduct, Samples, UnaryElementwise)  # (SPECIAL_MATRIX: for test_ops.py)
+
+# The kinds of declaration an op's `tests` may be
+KINDS = (UnaryElementwise, BinaryElementwise, MatrixProduct, Samples)
 
 # --------------------------------------------------------------------------------------------------
 # Table types
@@ -84,16 +93,14 @@ def msg(*parts):
 
 
 # --------------------------------------------------------------------------------------------------
-# Values in an op's domain
+# Values in an op's domain (vgrad/op_inputs.py says what each domain holds)
 # --------------------------------------------------------------------------------------------------
-
-# real: any value; positive: in [0.5, 2]; nonzero: |x| in [0.5, 2]; relu: |x| >= 0.1 (away from the kink);
-# wide: [-30, 30] (sigmoid tails); distinct: each row holds well separated values (RowMax without ties).
-DOMAINS = ("real", "positive", "nonzero", "relu", "wide", "distinct")
 
 
 def values(domain, shape, dtype, rng):
     """A random array of `shape` and `dtype` whose values lie in `domain`."""
+    if domain not in DOMAINS:
+        raise ValueError(f"no domain {domain!r}: the domains are {DOMAINS} (vgrad/op_inputs.py)")
     dtype = np.dtype(dtype)
     shape = tuple(shape)
     if domain == "distinct":
@@ -134,74 +141,37 @@ def _distinct_rows(shape, dtype, rng):
     return (perms + rng.uniform(-0.2, 0.2, (n, m))).astype(dtype)  # gaps of at least 0.6
 
 
-def shaped(domains, shape_list, kwargs=None):
-    """A sample maker: one Sample per entry of shape_list (a tuple of shapes, one per input).
+def shaped(domains, shape_list):
+    """A sample maker: one Sample per entry of shape_list (a tuple of shapes, one per input)."""
 
-    kwargs is None, a dict, or a function (shapes, rng) -> dict, called once per sample.
-    """
+    def make(dtype, rng):
+        return [Sample([values(d, s, dtype, rng) for d, s in zip(domains, shapes)]) for shapes in shape_list]
+
+    return make
+
+
+def from_cases(domains, cases):
+    """A sample maker from a declaration's Cases: arrays of each case's shapes with values from `domains` (or the
+    case's own), then its keyword arguments, calling those given as functions (shapes, rng) -> value."""
 
     def make(dtype, rng):
         out = []
-        for shapes in shape_list:
-            inputs = [values(d, s, dtype, rng) for d, s in zip(domains, shapes)]
-            kw = kwargs(shapes, rng) if callable(kwargs) else dict(kwargs or {})
-            out.append(Sample(inputs, kw))
+        for case in cases:
+            inputs = [values(d, s, dtype, rng) for d, s in zip(case.domains or domains, case.shapes)]
+            kwargs = {k: v(case.shapes, rng) if callable(v) else v for k, v in case.kwargs.items()}
+            out.append(Sample(inputs, kwargs))
         return out
 
     return make
 
 
-def listed(domain, cases):
-    """A sample maker for one-input ops whose kwargs vary per shape: cases is a list of (shape, kwargs)."""
-
-    def make(dtype, rng):
-        return [Sample([values(domain, s, dtype, rng)], dict(kw)) for s, kw in cases]
-
-    return make
+def special(call):
+    """The Sample of a declaration's call on special values: float64 arrays (cast to each dtype tested)."""
+    return Sample(list(call.inputs), dict(call.kwargs))
 
 
 # --------------------------------------------------------------------------------------------------
-# Shapes
-# --------------------------------------------------------------------------------------------------
-
-ELEMENTWISE_SHAPES = [(3, 4), (), (0,), (2, 0, 3), (7,), (2, 3, 4), (1, 1)]
-BIG = (517, 1031)
-
-
-def unary(domain):
-    return shaped([domain], [(s,) for s in ELEMENTWISE_SHAPES])
-
-
-def binary(domain_a, domain_b):
-    return shaped([domain_a, domain_b], [(s, s) for s in ELEMENTWISE_SHAPES])
-
-
-def big_unary(domain):
-    return shaped([domain], [(BIG,)])
-
-
-def big_binary(domain_a, domain_b):
-    return shaped([domain_a, domain_b], [(BIG, BIG)])
-
-
-def select_indices(shapes, rng):
-    (n, m), = shapes
-    idx = rng.integers(0, m, size=n) if m > 0 else np.zeros(n, dtype=np.int64)
-    return {"indices": idx.astype(np.int64)}
-
-
-def _select_samples(dtype, rng):
-    samples = shaped(["real"], [((3, 4),), ((1, 5),), ((0, 4),), ((4, 1),), ((6, 3),)], select_indices)(dtype, rng)
-    # other integer index dtypes and a non-contiguous index vector are valid too
-    x = values("real", (5, 4), dtype, rng)
-    samples.append(Sample([x], {"indices": np.array([3, 0, 1, 3, 2], dtype=np.int32)}))
-    x = values("real", (4, 3), dtype, rng)
-    samples.append(Sample([x], {"indices": np.array([2, 9, 0, 9, 1, 9, 2, 9], dtype=np.uint8)[::2]}))
-    return samples
-
-
-# --------------------------------------------------------------------------------------------------
-# Error cases
+# Error cases: the inputs each op must refuse
 # --------------------------------------------------------------------------------------------------
 
 F = np.float64
@@ -232,271 +202,6 @@ def needs_2d(name):
     ]
 
 
-AXIS = (ValueError, IndexError)  # a dim out of range may be either (numpy's AxisError is both)
-
-# --------------------------------------------------------------------------------------------------
-# Special values
-# --------------------------------------------------------------------------------------------------
-
-SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, -1.0, 800.0, -800.0, 1.0])
-SPECIAL_MATRIX = np.array([[1.0, np.nan, 3.0, -0.0], [np.nan, 5.0, 1.0, 0.0], [-np.inf, -np.inf, 2.0, 1e-310],
-                           [np.inf, 1.0, np.inf, -1e-310], [0.0, -0.0, -5.0, -0.0], [-0.0, -0.0, -0.0, -0.0],
-                           [800.0, -800.0, 1e308, -1e308], [1.0, 2.0, 3.0, 4.0]])
-SPECIAL_IMAGES = SPECIAL_MATRIX.reshape(2, 1, 4, 4)  # two 4 x 4 images of one channel
-# For the convolution, the same images with +-1e308 scaled to +-1e300: a weight gradient sums products over
-# images and positions, and a sum that overflows part-way ends in inf or in NaN depending on the order of its
-# terms, which differs (legitimately) between the direct kernels and the Reference's BLAS product. Infinities,
-# NaN, zeros and subnormals stay.
-SPECIAL_IMAGES_NO_OVERFLOW = np.where(np.abs(SPECIAL_IMAGES) == 1e308, np.sign(SPECIAL_IMAGES) * 1e300,
-                                      SPECIAL_IMAGES)
-EIGHT_TARGETS = np.array([0, 1, 2, 3, 0, 1, 2, 3])  # one per row of SPECIAL_MATRIX
-
-
-def special(*inputs, **kwargs):
-    """The call of an entry's `special`: float64 arrays (cast to each dtype tested) and keyword arguments."""
-    return Sample(list(inputs), kwargs)
-
-
-# --------------------------------------------------------------------------------------------------
-# The table
-# --------------------------------------------------------------------------------------------------
-
-
-def unary_elementwise(ops):
-    """The element-wise ops of one input among `ops`: those whose class declares `tests = UnaryElementwise(...)`
-    (vgrad/ops.py). Their entries, their kernels' valid calls and property tests are built from that alone."""
-    return [op for op in ops if isinstance(vars(op).get("tests"), vops.UnaryElementwise)]
-
-
-def unary_elementwise_entry(op):
-    domain = op.tests.domain
-    return OpEntry(op, unary(domain), [], large=big_unary(domain), special=special(SPECIAL))
-
-
-TABLE = [
-    OpEntry(vops.Add, binary("real", "real"), shape_mismatch("Add"), large=big_binary("real", "real"),
-            special=special(SPECIAL, SPECIAL[::-1])),
-    OpEntry(vops.Sub, binary("real", "real"), shape_mismatch("Sub"), large=big_binary("real", "real"),
-            special=special(SPECIAL, SPECIAL)),
-    OpEntry(vops.Multiply, binary("real", "real"), shape_mismatch("Multiply"), large=big_binary("real", "real"),
-            special=special(SPECIAL, SPECIAL[::-1])),
-    OpEntry(vops.Div, binary("real", "nonzero"), shape_mismatch("Div"), large=big_binary("real", "nonzero"),
-            special=special(SPECIAL, SPECIAL[::-1])),
-    OpEntry(
-        vops.MatrixMultiply,
-        shaped(
-            ["real", "real"],
-            [((3, 4), (4, 2)), ((1, 1), (1, 1)), ((0, 3), (3, 2)), ((3, 0), (0, 2)), ((2, 3), (3, 0)), ((5, 1), (1, 4))],
-        ),
-        [
-            ErrorCase("inner", [o(2, 3), o(4, 5)], {}, ValueError, msg("MatrixMultiply", "(2, 3)", "(4, 5)")),
-            ErrorCase("1d", [o(3), o(3, 2)], {}, ValueError, msg("MatrixMultiply", "(3,)")),
-            ErrorCase("3d", [o(2, 2, 2), o(2, 2)], {}, ValueError, msg("MatrixMultiply", "(2, 2, 2)")),
-        ],
-        large=shaped(["real", "real"], [((130, 257), (257, 67))]),
-        special=special(SPECIAL_MATRIX, SPECIAL_MATRIX.T),
-        special_float32=False,
-    ),
-    OpEntry(
-        vops.BatchMM,
-        shaped(
-            ["real", "real"],
-            [((4, 3), (5, 3)), ((1, 1), (1, 1)), ((4, 3), (0, 3)), ((0, 3), (5, 3)), ((4, 0), (5, 0)), ((2, 6), (3, 6))],
-        ),
-        [
-            ErrorCase("features", [o(4, 3), o(5, 2)], {}, ValueError, msg("BatchMM", "(4, 3)", "(5, 2)")),
-            ErrorCase("1d-vectors", [o(4, 3), o(3)], {}, ValueError, msg("BatchMM", "(3,)")),
-            ErrorCase("1d-matrix", [o(3), o(5, 3)], {}, ValueError, msg("BatchMM", "(3,)")),
-        ],
-        large=shaped(["real", "real"], [((67, 257), (130, 257))]),
-        special=special(SPECIAL_MATRIX, SPECIAL_MATRIX),
-        special_float32=False,
-    ),
-    *(unary_elementwise_entry(op) for op in unary_elementwise(vops.ALL_OPS)),  # Log, Exp, Sigmoid, ReLU
-    OpEntry(vops.Id, unary("real"), [], passthrough=True, special=special(SPECIAL)),
-    OpEntry(vops.Sum, shaped(["real"], [((3, 4),), ((),), ((0,),), ((0, 3),), ((5,),), ((2, 3, 4),)]), [],
-            large=big_unary("real"), special=special(SPECIAL[[0, 2, 5]])),
-    OpEntry(vops.RowSum, shaped(["real"], [((3, 4),), ((1, 1),), ((0, 3),), ((3, 0),), ((5, 1),)]), needs_2d("RowSum"),
-            large=big_unary("real"), special=special(np.array([[1.0, np.inf], [np.inf, -np.inf], [np.nan, 1.0]]))),
-    OpEntry(
-        vops.RowMax,
-        shaped(["distinct"], [((3, 4),), ((1, 1),), ((0, 3),), ((5, 2),), ((2, 7),)]),
-        needs_2d("RowMax") + [ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("RowMax"))],
-        bools=False,  # bool rows tie
-        large=big_unary("distinct"),
-        special=special(SPECIAL_MATRIX),
-    ),
-    OpEntry(
-        vops.Normalize,
-        shaped(["positive"], [((3, 4),), ((1, 1),), ((0, 3),), ((3, 0),), ((5, 2),)]),
-        needs_2d("Normalize"),
-        large=big_unary("positive"),
-        special=special(np.array([[1.0, -1.0], [0.0, 0.0], [np.inf, 1.0], [1e-310, 1e-310]])),
-    ),
-    OpEntry(
-        vops.Expand,
-        listed(
-            "real",
-            [
-                ((1, 4), {"dim": 0, "repeats": 3}),
-                ((3, 1), {"dim": 1, "repeats": 5}),
-                ((1,), {"dim": 0, "repeats": 4}),
-                ((2, 1, 3), {"dim": 1, "repeats": 2}),
-                ((1, 3), {"dim": 0, "repeats": 0}),
-                ((1, 0), {"dim": 0, "repeats": 3}),
-                ((1, 1), {"dim": 1, "repeats": 1}),
-                ((3, 1), {"dim": -1, "repeats": 2}),
-            ],
-        ),
-        [
-            ErrorCase("not-singleton", [o(2, 3)], {"dim": 0, "repeats": 4}, ValueError, msg("Expand", "(2, 3)")),
-            ErrorCase("dim-range", [o(1, 3)], {"dim": 2, "repeats": 4}, AXIS, msg("Expand")),
-            ErrorCase("negative-repeats", [o(1, 3)], {"dim": 0, "repeats": -1}, ValueError, msg("Expand")),
-            ErrorCase("0d", [o()], {"dim": 0, "repeats": 2}, AXIS, msg("Expand")),
-            ErrorCase("none-dim", [o(1, 3)], {"dim": None, "repeats": 2}, TypeError, msg("Expand")),
-            ErrorCase("float-repeats", [o(1, 3)], {"dim": 0, "repeats": 2.0}, TypeError, msg("Expand")),
-            ErrorCase("huge-repeats", [o(1, 3)], {"dim": 0, "repeats": 2**62}, (ValueError, MemoryError),
-                      msg("Expand")),
-            ErrorCase("giant-repeats", [o(1, 3)], {"dim": 0, "repeats": 2**70}, (ValueError, OverflowError),
-                      msg("Expand")),
-        ],
-        large=listed("real", [((1, BIG[1]), {"dim": 0, "repeats": BIG[0]})]),
-        special=special(SPECIAL[None, :], dim=0, repeats=3),
-    ),
-    OpEntry(
-        vops.Select,
-        _select_samples,
-        [
-            ErrorCase("out-of-range", [o(3, 4)], {"indices": np.array([0, 4, 1])}, IndexError, msg("Select")),
-            ErrorCase("float-indices", [o(3, 4)], {"indices": np.array([0.0, 1.0, 2.0])}, TypeError, msg("Select")),
-            ErrorCase("length", [o(3, 4)], {"indices": np.array([0, 1])}, ValueError, msg("Select")),
-            ErrorCase("2d-indices", [o(3, 4)], {"indices": np.zeros((3, 1), dtype=np.int64)}, ValueError, msg("Select")),
-            ErrorCase("1d-input", [o(4)], {"indices": np.array([0, 1, 2, 3])}, ValueError, msg("Select", "(4,)")),
-            ErrorCase("none-indices", [o(3, 4)], {"indices": None}, TypeError, msg("Select")),
-            ErrorCase("bool-indices", [o(3, 4)], {"indices": np.array([True, False, True])}, TypeError,
-                      msg("Select")),
-            ErrorCase("huge-index", [o(3, 4)], {"indices": np.array([0, 1, 2**40])}, IndexError, msg("Select")),
-            ErrorCase("huge-uint64", [o(3, 4)], {"indices": np.array([0, 1, 2**63], dtype=np.uint64)}, IndexError,
-                      msg("Select")),
-        ],
-        large=shaped(["real"], [(BIG,)], select_indices),
-        special=special(SPECIAL_MATRIX, indices=EIGHT_TARGETS),
-    ),
-    OpEntry(
-        vops.Squeeze,
-        listed(
-            "real",
-            [
-                ((1, 4), {"dim": 0}),
-                ((3, 1), {"dim": 1}),
-                ((1,), {"dim": 0}),
-                ((2, 1, 3), {"dim": 1}),
-                ((1, 0), {"dim": 0}),
-                ((1, 5), {}),  # default dim=0
-                ((3, 1), {"dim": -1}),
-            ],
-        ),
-        [
-            ErrorCase("not-singleton", [o(2, 3)], {"dim": 0}, ValueError, msg("Squeeze")),
-            ErrorCase("dim-range", [o(1, 3)], {"dim": 5}, AXIS, msg("Squeeze")),
-        ],
-        passthrough=True,
-        special=special(SPECIAL[None, :], dim=0),
-    ),
-    OpEntry(
-        vops.Unsqueeze,
-        listed(
-            "real",
-            [
-                ((3, 4), {"dim": 0}),
-                ((3, 4), {"dim": 1}),
-                ((3, 4), {"dim": 2}),
-                ((), {"dim": 0}),
-                ((0, 3), {"dim": 1}),
-                ((5,), {}),  # default dim=0
-                ((3, 4), {"dim": -1}),
-            ],
-        ),
-        [ErrorCase("dim-range", [o(2, 3)], {"dim": 4}, AXIS, msg("Unsqueeze"))],
-        passthrough=True,
-        special=special(SPECIAL, dim=1),
-    ),
-    # The fused ops of Linear, logsoftmax and logceloss.
-    OpEntry(
-        vops.Affine,
-        shaped(["real", "real", "real"], [((4, 3), (1, 4), (5, 3)), ((2, 6), (2,), (1, 6)), ((3, 2), (1, 3), (0, 2)),
-                                          ((1, 1), (1, 1), (3, 1)), ((3, 0), (1, 3), (2, 0))]),
-        [
-            ErrorCase("features", [o(4, 3), o(1, 4), o(5, 2)], {}, ValueError, msg("Affine", "(5, 2)")),
-            ErrorCase("bias-size", [o(4, 3), o(1, 3), o(5, 3)], {}, ValueError, msg("Affine", "bias")),
-            ErrorCase("1d-weights", [o(4), o(1, 4), o(5, 4)], {}, ValueError, msg("Affine", "(4,)")),
-        ],
-        large=shaped(["real", "real", "real"], [((257, 131), (1, 257), (67, 131))]),
-        special=special(SPECIAL_MATRIX, SPECIAL[None, :8], SPECIAL_MATRIX[::-1].copy()),
-        special_float32=False,
-    ),
-    OpEntry(
-        vops.LogSoftmax,
-        shaped(["real"], [((3, 4),), ((1, 1),), ((0, 3),), ((5, 1),), ((2, 7),)]),
-        needs_2d("LogSoftmax") + [ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("LogSoftmax", "(3, 0)"))],
-        bools=False,
-        large=shaped(["real"], [((517, 1031),)]),
-        special=special(SPECIAL_MATRIX),
-        special_float32=False,
-    ),
-    OpEntry(
-        vops.LogCELoss,
-        shaped(["real"], [((3, 4),), ((1, 5),), ((0, 4),), ((4, 1),), ((6, 3),)],
-               lambda shapes, rng: {"targets": select_indices(shapes, rng)["indices"]}),
-        [
-            ErrorCase("out-of-range", [o(3, 4)], {"targets": np.array([0, 4, 1])}, IndexError, msg("LogCELoss")),
-            ErrorCase("float-targets", [o(3, 4)], {"targets": np.array([0.0, 1.0, 2.0])}, TypeError,
-                      msg("LogCELoss")),
-            ErrorCase("length", [o(3, 4)], {"targets": np.array([0, 1])}, ValueError, msg("LogCELoss")),
-            ErrorCase("1d-input", [o(4)], {"targets": np.array([0, 1, 2, 3])}, ValueError, msg("LogCELoss", "(4,)")),
-        ],
-        special=special(SPECIAL_MATRIX, targets=EIGHT_TARGETS),
-    ),
-]
-
-# --------------------------------------------------------------------------------------------------
-# The CNN toolkit (vgrad/nn_ops.py): each sample maker returns Samples with per-sample kwargs
-# --------------------------------------------------------------------------------------------------
-
-
-def _made(cases):
-    """A sample maker from cases [(domains, shapes, kwargs or a function rng -> kwargs)]."""
-
-    def make(dtype, rng):
-        out = []
-        for domains, shapes, kw in cases:
-            inputs = [values(d, s, dtype, rng) for d, s in zip(domains, shapes)]
-            out.append(Sample(inputs, kw(rng) if callable(kw) else dict(kw)))
-        return out
-
-    return make
-
-
-R2, R3 = ["real"] * 2, ["real"] * 3
-# the first sample has no bias, so that replacing its last input (w) by a bad value must fail
-CONV_SAMPLES = _made([
-    (R2, [(2, 3, 5, 5), (4, 3, 3, 3)], {}),
-    (R3, [(1, 2, 6, 5), (3, 2, 3, 2), (3,)], {"stride": 2, "padding": 1}),
-    (R3, [(2, 1, 4, 5), (2, 1, 2, 2), (2,)], {"stride": (1, 2), "padding": (0, 1)}),
-    (R3, [(0, 2, 4, 4), (3, 2, 3, 3), (3,)], {}),
-    (R3, [(1, 1, 3, 3), (1, 1, 3, 3), (1,)], {"padding": 2, "stride": 3}),
-    (R3, [(1, 1, 4, 4), (1, 1, 2, 2), (1,)], {"stride": 1}),
-    (R3, [(2, 0, 3, 3), (2, 0, 2, 2), (2,)], {}),
-])
-POOL_SAMPLES = _made([
-    (["real"], [(2, 3, 6, 6)], {"kernel_size": 2}),
-    (["real"], [(1, 2, 7, 5)], {"kernel_size": 3, "stride": 2}),
-    (["real"], [(1, 1, 5, 6)], {"kernel_size": (2, 3), "stride": (1, 2)}),
-    (["real"], [(0, 2, 4, 4)], {"kernel_size": 2}),
-    (["real"], [(1, 1, 4, 4)], {"kernel_size": 2, "stride": 1}),
-])
-
-
 def pool_errors(name):
     return [
         ErrorCase("zero-kernel", [o(1, 1, 4, 4)], {"kernel_size": 0}, ValueError, msg(name, "kernel_size")),
@@ -507,133 +212,165 @@ def pool_errors(name):
     ]
 
 
-def _keep(shape, p):
-    return lambda rng: {"mask": rng.random(shape) >= p, "p": p}
+AXIS = (ValueError, IndexError)  # a dim out of range may be either (numpy's AxisError is both)
+
+# op -> the calls it must refuse, besides those of its kind (kind_errors below)
+ERRORS = {
+    vops.MatrixMultiply: [
+        ErrorCase("inner", [o(2, 3), o(4, 5)], {}, ValueError, msg("MatrixMultiply", "(2, 3)", "(4, 5)")),
+        ErrorCase("1d", [o(3), o(3, 2)], {}, ValueError, msg("MatrixMultiply", "(3,)")),
+        ErrorCase("3d", [o(2, 2, 2), o(2, 2)], {}, ValueError, msg("MatrixMultiply", "(2, 2, 2)")),
+    ],
+    vops.BatchMM: [
+        ErrorCase("features", [o(4, 3), o(5, 2)], {}, ValueError, msg("BatchMM", "(4, 3)", "(5, 2)")),
+        ErrorCase("1d-vectors", [o(4, 3), o(3)], {}, ValueError, msg("BatchMM", "(3,)")),
+        ErrorCase("1d-matrix", [o(3), o(5, 3)], {}, ValueError, msg("BatchMM", "(3,)")),
+    ],
+    vops.RowSum: needs_2d("RowSum"),
+    vops.RowMax: needs_2d("RowMax") + [ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("RowMax"))],
+    vops.Normalize: needs_2d("Normalize"),
+    vops.Expand: [
+        ErrorCase("not-singleton", [o(2, 3)], {"dim": 0, "repeats": 4}, ValueError, msg("Expand", "(2, 3)")),
+        ErrorCase("dim-range", [o(1, 3)], {"dim": 2, "repeats": 4}, AXIS, msg("Expand")),
+        ErrorCase("negative-repeats", [o(1, 3)], {"dim": 0, "repeats": -1}, ValueError, msg("Expand")),
+        ErrorCase("0d", [o()], {"dim": 0, "repeats": 2}, AXIS, msg("Expand")),
+        ErrorCase("none-dim", [o(1, 3)], {"dim": None, "repeats": 2}, TypeError, msg("Expand")),
+        ErrorCase("float-repeats", [o(1, 3)], {"dim": 0, "repeats": 2.0}, TypeError, msg("Expand")),
+        ErrorCase("huge-repeats", [o(1, 3)], {"dim": 0, "repeats": 2**62}, (ValueError, MemoryError),
+                  msg("Expand")),
+        ErrorCase("giant-repeats", [o(1, 3)], {"dim": 0, "repeats": 2**70}, (ValueError, OverflowError),
+                  msg("Expand")),
+    ],
+    vops.Select: [
+        ErrorCase("out-of-range", [o(3, 4)], {"indices": np.array([0, 4, 1])}, IndexError, msg("Select")),
+        ErrorCase("float-indices", [o(3, 4)], {"indices": np.array([0.0, 1.0, 2.0])}, TypeError, msg("Select")),
+        ErrorCase("length", [o(3, 4)], {"indices": np.array([0, 1])}, ValueError, msg("Select")),
+        ErrorCase("2d-indices", [o(3, 4)], {"indices": np.zeros((3, 1), dtype=np.int64)}, ValueError, msg("Select")),
+        ErrorCase("1d-input", [o(4)], {"indices": np.array([0, 1, 2, 3])}, ValueError, msg("Select", "(4,)")),
+        ErrorCase("none-indices", [o(3, 4)], {"indices": None}, TypeError, msg("Select")),
+        ErrorCase("bool-indices", [o(3, 4)], {"indices": np.array([True, False, True])}, TypeError,
+                  msg("Select")),
+        ErrorCase("huge-index", [o(3, 4)], {"indices": np.array([0, 1, 2**40])}, IndexError, msg("Select")),
+        ErrorCase("huge-uint64", [o(3, 4)], {"indices": np.array([0, 1, 2**63], dtype=np.uint64)}, IndexError,
+                  msg("Select")),
+    ],
+    vops.Squeeze: [
+        ErrorCase("not-singleton", [o(2, 3)], {"dim": 0}, ValueError, msg("Squeeze")),
+        ErrorCase("dim-range", [o(1, 3)], {"dim": 5}, AXIS, msg("Squeeze")),
+    ],
+    vops.Unsqueeze: [ErrorCase("dim-range", [o(2, 3)], {"dim": 4}, AXIS, msg("Unsqueeze"))],
+    vops.Affine: [
+        ErrorCase("features", [o(4, 3), o(1, 4), o(5, 2)], {}, ValueError, msg("Affine", "(5, 2)")),
+        ErrorCase("bias-size", [o(4, 3), o(1, 3), o(5, 3)], {}, ValueError, msg("Affine", "bias")),
+        ErrorCase("1d-weights", [o(4), o(1, 4), o(5, 4)], {}, ValueError, msg("Affine", "(4,)")),
+    ],
+    vops.LogSoftmax: needs_2d("LogSoftmax") + [
+        ErrorCase("empty-rows", [o(3, 0)], {}, ValueError, msg("LogSoftmax", "(3, 0)"))],
+    vops.LogCELoss: [
+        ErrorCase("out-of-range", [o(3, 4)], {"targets": np.array([0, 4, 1])}, IndexError, msg("LogCELoss")),
+        ErrorCase("float-targets", [o(3, 4)], {"targets": np.array([0.0, 1.0, 2.0])}, TypeError,
+                  msg("LogCELoss")),
+        ErrorCase("length", [o(3, 4)], {"targets": np.array([0, 1])}, ValueError, msg("LogCELoss")),
+        ErrorCase("1d-input", [o(4)], {"targets": np.array([0, 1, 2, 3])}, ValueError, msg("LogCELoss", "(4,)")),
+    ],
+    # The CNN toolkit (vgrad/nn_ops.py)
+    vops.Convolution: [
+        ErrorCase("channels", [o(1, 3, 5, 5), o(2, 2, 3, 3)], {}, ValueError,
+                  msg("Convolution", "(1, 3, 5, 5)", "(2, 2, 3, 3)")),
+        ErrorCase("3d-input", [o(3, 5, 5), o(2, 3, 3, 3)], {}, ValueError, msg("Convolution", "(3, 5, 5)")),
+        ErrorCase("2d-filters", [o(1, 3, 5, 5), o(2, 3)], {}, ValueError, msg("Convolution", "(2, 3)")),
+        ErrorCase("too-big", [o(1, 1, 2, 2), o(1, 1, 3, 3)], {}, ValueError, msg("Convolution", "window")),
+        ErrorCase("bias-shape", [o(1, 1, 4, 4), o(2, 1, 3, 3), o(3)], {}, ValueError,
+                  msg("Convolution", "bias", "(3,)")),
+        ErrorCase("zero-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 0}, ValueError,
+                  msg("Convolution", "stride")),
+        ErrorCase("negative-padding", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"padding": -1}, ValueError,
+                  msg("Convolution", "padding")),
+        ErrorCase("float-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 1.5}, TypeError,
+                  msg("Convolution", "stride")),
+        ErrorCase("triple-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": (1, 1, 1)}, ValueError,
+                  msg("Convolution", "stride")),
+    ],
+    vops.MaxPooling: pool_errors("MaxPooling"),
+    vops.AvgPooling: pool_errors("AvgPooling"),
+    vops.DropoutMask: [
+        ErrorCase("mask-shape", [o(3, 4)], {"mask": np.ones((4, 3), dtype=bool), "p": 0.5}, ValueError,
+                  msg("DropoutMask", "(3, 4)", "(4, 3)")),
+        ErrorCase("p-range", [o(3, 4)], {"mask": np.ones((3, 4), dtype=bool), "p": 1.5}, ValueError,
+                  msg("DropoutMask", "p")),
+        ErrorCase("p-type", [o(3, 4)], {"mask": np.ones((3, 4), dtype=bool), "p": "half"}, TypeError,
+                  msg("DropoutMask", "p")),
+    ],
+    vops.BatchNormalization: [
+        ErrorCase("gamma-shape", [o(4, 3), o(2), o(3)], {}, ValueError, msg("BatchNormalization", "(2,)")),
+        ErrorCase("1d-input", [o(4), o(4), o(4)], {}, ValueError, msg("BatchNormalization", "(4,)")),
+        ErrorCase("one-value", [o(1, 3), o(3), o(3)], {}, ValueError, msg("BatchNormalization", "(1, 3)")),
+        ErrorCase("half-running", [o(4, 3), o(3), o(3)], {"running_mean": z(3)}, TypeError,
+                  msg("BatchNormalization", "running")),
+        ErrorCase("running-shape", [o(4, 3), o(3), o(3)], {"running_mean": z(2), "running_var": o(2)},
+                  ValueError, msg("BatchNormalization", "running", "(2,)")),
+    ],
+    vops.CrossEntropy: [
+        ErrorCase("out-of-range", [o(3, 4)], {"targets": np.array([0, 4, 1])}, IndexError, msg("CrossEntropy")),
+        ErrorCase("negative", [o(3, 4)], {"targets": np.array([0, -1, 1])}, IndexError, msg("CrossEntropy")),
+        ErrorCase("float-targets", [o(3, 4)], {"targets": np.array([0.0, 1.0, 2.0])}, TypeError,
+                  msg("CrossEntropy")),
+        ErrorCase("length", [o(3, 4)], {"targets": np.array([0, 1])}, ValueError, msg("CrossEntropy")),
+        ErrorCase("1d-logits", [o(4)], {"targets": np.array([0])}, ValueError, msg("CrossEntropy", "(4,)")),
+        ErrorCase("reduction", [o(3, 4)], {"targets": np.array([0, 1, 2]), "reduction": "avg"}, ValueError,
+                  msg("CrossEntropy", "reduction")),
+    ],
+    vops.Reshape: [
+        ErrorCase("size", [o(2, 3)], {"shape": (4,)}, ValueError, msg("Reshape", "(2, 3)", "(4,)")),
+        ErrorCase("two-unknown", [o(2, 3)], {"shape": (-1, -1)}, ValueError, msg("Reshape")),
+        ErrorCase("not-a-shape", [o(2, 3)], {"shape": "abc"}, TypeError, msg("Reshape")),
+    ],
+}
 
 
-def _running(c):
-    return lambda rng: {"running_mean": rng.standard_normal(c), "running_var": rng.uniform(0.5, 2.0, c)}
+def kind_errors(op):
+    """The calls every op of its kind must refuse: an element-wise op of two inputs, inputs of unequal shapes."""
+    return shape_mismatch(op.__name__) if isinstance(declaration(op), BinaryElementwise) else []
 
 
-def _targets(n, c, reduction="mean"):
-    return lambda rng: {"targets": rng.integers(0, c, n), "reduction": reduction}
+# --------------------------------------------------------------------------------------------------
+# The table, from the ops' declarations
+# --------------------------------------------------------------------------------------------------
 
 
-TABLE += [
-    OpEntry(
-        vops.Convolution,
-        CONV_SAMPLES,
-        [
-            ErrorCase("channels", [o(1, 3, 5, 5), o(2, 2, 3, 3)], {}, ValueError,
-                      msg("Convolution", "(1, 3, 5, 5)", "(2, 2, 3, 3)")),
-            ErrorCase("3d-input", [o(3, 5, 5), o(2, 3, 3, 3)], {}, ValueError, msg("Convolution", "(3, 5, 5)")),
-            ErrorCase("2d-filters", [o(1, 3, 5, 5), o(2, 3)], {}, ValueError, msg("Convolution", "(2, 3)")),
-            ErrorCase("too-big", [o(1, 1, 2, 2), o(1, 1, 3, 3)], {}, ValueError, msg("Convolution", "window")),
-            ErrorCase("bias-shape", [o(1, 1, 4, 4), o(2, 1, 3, 3), o(3)], {}, ValueError,
-                      msg("Convolution", "bias", "(3,)")),
-            ErrorCase("zero-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 0}, ValueError,
-                      msg("Convolution", "stride")),
-            ErrorCase("negative-padding", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"padding": -1}, ValueError,
-                      msg("Convolution", "padding")),
-            ErrorCase("float-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 1.5}, TypeError,
-                      msg("Convolution", "stride")),
-            ErrorCase("triple-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": (1, 1, 1)}, ValueError,
-                      msg("Convolution", "stride")),
-        ],
-        large=_made([(R3, [(8, 3, 32, 32), (6, 3, 5, 5), (6,)], {"padding": 1})]),
-        special=special(SPECIAL_IMAGES_NO_OVERFLOW, np.array([[[[1.0, -1.0], [0.0, 2.0]]]]), np.array([0.5])),
-    ),
-    OpEntry(vops.MaxPooling, POOL_SAMPLES, pool_errors("MaxPooling"),
-            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 2})]),
-            special=special(SPECIAL_IMAGES, kernel_size=2, stride=1)),
-    OpEntry(vops.AvgPooling, POOL_SAMPLES, pool_errors("AvgPooling"),
-            large=_made([(["real"], [(8, 6, 28, 28)], {"kernel_size": 3, "stride": 1})]),
-            special=special(SPECIAL_IMAGES, kernel_size=2, stride=1)),
-    OpEntry(
-        vops.DropoutMask,
-        _made([
-            (["real"], [(3, 4)], _keep((3, 4), 0.3)),
-            (["real"], [(2, 3, 4, 5)], _keep((2, 3, 4, 5), 0.5)),
-            (["real"], [()], _keep((), 0.5)),
-            (["real"], [(0, 3)], _keep((0, 3), 0.1)),
-            (["real"], [(4, 2)], _keep((4, 2), 1.0)),
-            (["real"], [(4, 2)], _keep((4, 2), 0.0)),
-        ]),
-        [
-            ErrorCase("mask-shape", [o(3, 4)], {"mask": np.ones((4, 3), dtype=bool), "p": 0.5}, ValueError,
-                      msg("DropoutMask", "(3, 4)", "(4, 3)")),
-            ErrorCase("p-range", [o(3, 4)], {"mask": np.ones((3, 4), dtype=bool), "p": 1.5}, ValueError,
-                      msg("DropoutMask", "p")),
-            ErrorCase("p-type", [o(3, 4)], {"mask": np.ones((3, 4), dtype=bool), "p": "half"}, TypeError,
-                      msg("DropoutMask", "p")),
-        ],
-        large=_made([(["real"], [BIG], _keep(BIG, 0.4))]),
-        special=special(SPECIAL_MATRIX, mask=np.arange(32).reshape(8, 4) % 3 != 0, p=0.25),
-    ),
-    OpEntry(
-        vops.BatchNormalization,
-        _made([
-            (R3, [(6, 3), (3,), (3,)], {}),
-            (R3, [(4, 3, 5, 2), (3,), (3,)], {"eps": 1e-3}),
-            (R3, [(5, 2), (2,), (2,)], _running(2)),
-            (R3, [(2, 3, 4, 4), (3,), (3,)], _running(3)),
-            (R3, [(3, 2), (2,), (2,)], {}),
-            (R3, [(2, 2, 3), (2,), (2,)], {}),
-        ]),
-        [
-            ErrorCase("gamma-shape", [o(4, 3), o(2), o(3)], {}, ValueError, msg("BatchNormalization", "(2,)")),
-            ErrorCase("1d-input", [o(4), o(4), o(4)], {}, ValueError, msg("BatchNormalization", "(4,)")),
-            ErrorCase("one-value", [o(1, 3), o(3), o(3)], {}, ValueError, msg("BatchNormalization", "(1, 3)")),
-            ErrorCase("half-running", [o(4, 3), o(3), o(3)], {"running_mean": z(3)}, TypeError,
-                      msg("BatchNormalization", "running")),
-            ErrorCase("running-shape", [o(4, 3), o(3), o(3)], {"running_mean": z(2), "running_var": o(2)},
-                      ValueError, msg("BatchNormalization", "running", "(2,)")),
-        ],
-        large=_made([(R3, [(16, 8, 24, 24), (8,), (8,)], {})]),
-        special=special(SPECIAL_MATRIX, np.array([1.0, -2.0, 0.5, 3.0]), np.array([0.0, 1.0, -1.0, 0.5])),
-    ),
-    OpEntry(
-        vops.CrossEntropy,
-        _made([
-            (["real"], [(3, 4)], _targets(3, 4)),
-            (["real"], [(1, 5)], _targets(1, 5)),
-            (["real"], [(0, 4)], _targets(0, 4, "sum")),
-            (["real"], [(6, 3)], _targets(6, 3, "sum")),
-            (["real"], [(4, 1)], _targets(4, 1)),
-            (["wide"], [(5, 7)], _targets(5, 7)),
-        ]),
-        [
-            ErrorCase("out-of-range", [o(3, 4)], {"targets": np.array([0, 4, 1])}, IndexError,
-                      msg("CrossEntropy")),
-            ErrorCase("negative", [o(3, 4)], {"targets": np.array([0, -1, 1])}, IndexError, msg("CrossEntropy")),
-            ErrorCase("float-targets", [o(3, 4)], {"targets": np.array([0.0, 1.0, 2.0])}, TypeError,
-                      msg("CrossEntropy")),
-            ErrorCase("length", [o(3, 4)], {"targets": np.array([0, 1])}, ValueError, msg("CrossEntropy")),
-            ErrorCase("1d-logits", [o(4)], {"targets": np.array([0])}, ValueError, msg("CrossEntropy", "(4,)")),
-            ErrorCase("reduction", [o(3, 4)], {"targets": np.array([0, 1, 2]), "reduction": "avg"}, ValueError,
-                      msg("CrossEntropy", "reduction")),
-        ],
-        large=_made([(["real"], [BIG], _targets(BIG[0], BIG[1]))]),
-        special=special(SPECIAL_MATRIX, targets=EIGHT_TARGETS),
-    ),
-    OpEntry(
-        vops.Reshape,
-        _made([
-            (["real"], [(2, 3)], {"shape": (3, 2)}),
-            (["real"], [(2, 3, 4)], {"shape": (2, -1)}),
-            (["real"], [()], {"shape": (1, 1)}),
-            (["real"], [(0, 3)], {"shape": (3, 0)}),
-            (["real"], [(4,)], {"shape": (2, 2)}),
-        ]),
-        [
-            ErrorCase("size", [o(2, 3)], {"shape": (4,)}, ValueError, msg("Reshape", "(2, 3)", "(4,)")),
-            ErrorCase("two-unknown", [o(2, 3)], {"shape": (-1, -1)}, ValueError, msg("Reshape")),
-            ErrorCase("not-a-shape", [o(2, 3)], {"shape": "abc"}, TypeError, msg("Reshape")),
-        ],
-        passthrough=True,
-        special=special(SPECIAL_MATRIX, shape=(4, 8)),
-    ),
-]
+def declaration(op):
+    """The op's declaration of its test inputs (`tests = ...` in its own class), or None."""
+    spec = vars(op).get("tests")
+    return spec if isinstance(spec, KINDS) else None
+
+
+def declared(ops, kind):
+    """The ops among `ops` whose declaration is of `kind`."""
+    return [op for op in ops if isinstance(declaration(op), kind)]
+
+
+def entry(op):
+    """The op's OpEntry, built from its declaration (None when it declares none)."""
+    spec, errors = declaration(op), kind_errors(op) + ERRORS.get(op, [])
+    if isinstance(spec, UnaryElementwise):
+        return OpEntry(op, shaped([spec.domain], [(s,) for s in ELEMENTWISE_SHAPES]), errors,
+                       large=shaped([spec.domain], [(BIG,)]), special=special(Call(SPECIAL)))
+    if isinstance(spec, BinaryElementwise):
+        return OpEntry(op, shaped(spec.domains, [(s, s) for s in ELEMENTWISE_SHAPES]), errors,
+                       large=shaped(spec.domains, [(BIG, BIG)]), special=special(spec.special))
+    if isinstance(spec, MatrixProduct):
+        domains = ["real"] * len(spec.operands)
+        return OpEntry(op, shaped(domains, [spec.shapes(sizes) for sizes in spec.sizes]), errors,
+                       large=shaped(domains, [spec.shapes(spec.large)]), special=special(spec.special),
+                       special_float32=False)
+    if isinstance(spec, Samples):
+        return OpEntry(op, from_cases(spec.domains, spec.cases), errors, bools=spec.bools,
+                       passthrough=spec.passthrough, large=spec.large and from_cases(spec.domains, [spec.large]),
+                       special=special(spec.special), special_float32=spec.special_float32)
+    return None
+
+
+TABLE = [e for e in map(entry, vops.ALL_OPS) if e is not None]
 
 BY_NAME = {e.name: e for e in TABLE}
 
@@ -661,16 +398,10 @@ class CCall:
 
 
 def c_calls():
-    """name -> CCall for every function vgrad._C exports (fresh arrays on each call)."""
+    """name -> CCall for every function vgrad._C exports (fresh arrays on each call): those of the ops declared by
+    `Samples` and of the helpers written out here, the others' derived from their declarations (declared_calls)."""
     x, y, go = o(2, 3) * 0.5, o(2, 3) * 2.0, o(2, 3)
     calls = {
-        "add_forward": CCall((x, y), (0, 1)),
-        "sub_forward": CCall((x, y), (0, 1)),
-        "mul_forward": CCall((x, y), (0, 1)),
-        "div_forward": CCall((x, y), (0, 1)),
-        "mul_backward": CCall((go, x, y), (0, 1, 2)),
-        "div_backward": CCall((go, x, y), (0, 1, 2)),
-        "neg_forward": CCall((x,), (0,)),
         "sum_forward": CCall((x,), (0,)),
         "sum_backward": CCall((o(), (2, 3)), (0,), shapes=(1,)),
         "rowsum_forward": CCall((x,), (0,)),
@@ -686,10 +417,6 @@ def c_calls():
         "unsqueeze": CCall((x, 0), (0,), ints=(1,)),
         "select_forward": CCall((x, np.array([0, 2])), (0,), indices=(1,)),
         "select_backward": CCall((o(2), np.array([[0], [2]]), (2, 3)), (0,), indices=(1,), shapes=(2,)),
-        "matmul_forward": CCall((o(2, 3), o(3, 4)), (0, 1)),
-        "matmul_backward": CCall((o(2, 4), o(2, 3), o(3, 4)), (0, 1, 2)),
-        "batchmm_forward": CCall((o(4, 3), o(2, 3)), (0, 1)),
-        "batchmm_backward": CCall((o(2, 4), o(4, 3), o(2, 3)), (0, 1, 2)),
         "affine_forward": CCall((o(4, 3), o(1, 4), o(2, 3)), (0, 1, 2)),
         "affine_backward": CCall((o(2, 4), o(4, 3), o(2, 3), (1, 4), True), (0, 1, 2), shapes=(3,)),
         "logsoftmax_forward": CCall((x,), (0,)),
@@ -720,19 +447,33 @@ def c_calls():
         "cached_zeros": CCall(((300, 100), np.float32), (), shapes=(0,)),
         "cached_copy": CCall((o(300, 100), np.float64), ()),
     }
-    calls.update(unary_elementwise_calls(vops.ALL_OPS))
+    calls.update(declared_calls(vops.ALL_OPS))
     for name, call in calls.items():
         call.op = KERNEL_OWNERS[name].__name__ if name in KERNEL_OWNERS else name
     return calls
 
 
-def unary_elementwise_calls(ops):
-    """name -> CCall for the kernels of the element-wise ops of one input among `ops`: forward(x), backward(go, s)."""
+def declared_calls(ops):
+    """name -> CCall for the kernels of the ops among `ops` declared element-wise or matrix products: forward(x) and
+    backward(go, s) of one input; forward(a, b) and backward(go, a, b) (or go alone) of two; a product's forward on
+    its operands, and its backward on go and the operands (sizes 2, 3, 4 for n, k, m)."""
+    x, y, go = o(2, 3) * 0.5, o(2, 3) * 2.0, o(2, 3)
     calls = {}
-    for op in unary_elementwise(ops):
+    for op in declared(ops, UnaryElementwise):
         forward, backward = op.kernels
         calls[forward] = CCall((o(2, 3) * 2.0,), (0,), op=op.__name__)
         calls[backward] = CCall((o(2, 3), o(2, 3) * 2.0), (0, 1), op=op.__name__)
+    for op in declared(ops, BinaryElementwise):
+        calls[op.kernels[0]] = CCall((x, y), (0, 1), op=op.__name__)
+        if len(op.kernels) > 1:  # its backward kernel: on go and the inputs, or (Sub's -go) on go alone
+            saved = declaration(op).saved
+            calls[op.kernels[1]] = CCall((go, x, y) if saved else (x,), (0, 1, 2) if saved else (0,), op=op.__name__)
+    for op in declared(ops, MatrixProduct):
+        spec, sizes = declaration(op), dict(n=2, k=3, m=4)
+        operands = tuple(o(*shape) for shape in spec.shapes(sizes))
+        output = o(*(sizes[name] for name in spec.output))
+        calls[op.kernels[0]] = CCall(operands, tuple(range(len(operands))), op=op.__name__)
+        calls[op.kernels[1]] = CCall((output,) + operands, tuple(range(len(operands) + 1)), op=op.__name__)
     return calls
 
 

@@ -1,4 +1,5 @@
-"""Generic tests of every built-in op, parametrized over tests/op_table.py.
+"""Generic tests of every built-in op, parametrized over tests/op_table.py (its entries are built from each op's
+declaration of its test inputs, `tests = ...` in its class).
 
 Each op's C forward/backward is compared with its NumPy Reference class, with central differences through
 the graph API, and (when torch is importable) with PyTorch. For the course's ops (entry.exact) float64 must

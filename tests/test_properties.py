@@ -29,8 +29,8 @@ from hypothesis.extra import numpy as hnp
 
 import vgrad._C as C
 import vgrad.ops as vops
-from op_table import (BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS, c_calls,
-                      unary_elementwise)
+from op_table import (BAD_ARRAYS, BAD_INDICES, BAD_INTS, BAD_SHAPES, BYTE_SWAPPED, KERNEL_OWNERS, LAYOUTS,
+                      BinaryElementwise, MatrixProduct, UnaryElementwise, c_calls, declaration, declared)
 
 
 CLEAN = (TypeError, ValueError, IndexError, MemoryError)
@@ -204,6 +204,19 @@ def sum_bound(x, dtype, axis=None, keepdims=False):
     return 2 * n * float(np.finfo(dtype).eps) * s
 
 
+def named_product_bound(arrays, names, result, dtype):
+    """The rounding bound of a product of matrices given by size names, as np.einsum's ('nk', 'km' -> 'nm'): k eps
+    einsum(|arrays|), twice, k the number of terms summed (the sizes of the names not in the result)."""
+    absolute = []
+    for a in arrays:
+        f = np.abs(a.astype(np.float64))
+        f[~np.isfinite(f)] = 0
+        absolute.append(f)
+    sizes = {n: d for a, name in zip(arrays, names) for n, d in zip(name, a.shape)}
+    terms = int(np.prod([sizes[n] for n in set("".join(names)) - set(result)]))
+    return 2 * terms * float(np.finfo(dtype).eps) * np.einsum(",".join(names) + "->" + result, *absolute)
+
+
 def product_bound(a, b, dtype):
     """The rounding bound of a @ b, as for sums: k eps (|a| @ |b|), twice."""
     fa, fb = np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64))
@@ -278,8 +291,9 @@ def check(got, want, t, what, bound=0.0):
 # ------------------------------------------------------------------------------------------------
 
 # Every entry point of vgrad._C tested here against its op's Reference (the op naming it in `kernels`:
-# op_table.KERNEL_OWNERS): the element-wise families below, each tested by one parametrized test, and the
-# entry points of the tests marked @checks(...). tests/test_registry.py fails when an op's kernel is in neither.
+# op_table.KERNEL_OWNERS): the families of kernels below, derived from the ops' declarations of their test inputs
+# (`tests = ...`, vgrad/op_inputs.py), each tested by one parametrized test, and the entry points of the tests marked
+# @checks(...). tests/test_registry.py fails when an op's kernel is in neither.
 REFERENCE_CHECKED = set()
 
 
@@ -290,20 +304,50 @@ def checks(*names, into=REFERENCE_CHECKED):
 
 
 def unary_families(ops):
-    """The element-wise ops of one input among `ops` (declared `tests = UnaryElementwise(...)` in vgrad/ops.py): their
-    forward kernels -> whether float32 results are exact (else within a few ulps), and their backward kernels ->
-    (the context key of the array it takes with go, whether its formula has several operations: float32 mixed with
-    float64 declined)."""
-    unary = unary_elementwise(ops)
-    return ({op.kernels[0]: op.tests.float32_exact for op in unary},
-            {op.kernels[1]: (op.tests.saved, op.tests.several_operations) for op in unary})
+    """The element-wise ops of one input among `ops` (declared `tests = UnaryElementwise(...)`): their forward kernels
+    -> whether float32 results are exact (else within a few ulps), and their backward kernels -> (the context key of
+    the array it takes with go, whether its formula has several operations: float32 mixed with float64 declined)."""
+    unary = declared(ops, UnaryElementwise)
+    return ({op.kernels[0]: declaration(op).float32_exact for op in unary},
+            {op.kernels[1]: (declaration(op).saved, declaration(op).several_operations) for op in unary})
+
+
+def binary_families(ops):
+    """The element-wise ops of two inputs among `ops` (declared `tests = BinaryElementwise(...)`): their forward
+    kernels, and their backward kernels of (go, a, b) -> (the context keys of a and b, whether the formula has several
+    operations). (Sub's backward kernel, of go alone, has a test of its own: test_neg_forward.)"""
+    binary = declared(ops, BinaryElementwise)
+    return ([op.kernels[0] for op in binary],
+            {op.kernels[1]: (declaration(op).saved, declaration(op).several_operations)
+             for op in binary if declaration(op).saved})
+
+
+def matrix_product_family(ops):
+    """The matrix products among `ops` (declared `tests = MatrixProduct(...)`): each kernel -> (the size names of the
+    product's operands' shapes and of its result's, and for the backward kernel the context keys under which it takes
+    the operands with go; None for the forward)."""
+    family = {}
+    for op in declared(ops, MatrixProduct):
+        spec = declaration(op)
+        family[op.kernels[0]] = (spec.operands, spec.output, None)
+        family[op.kernels[1]] = (spec.operands, spec.output, spec.saved)
+    return family
+
+
+def derived_checks(ops):
+    """The kernels of `ops` that the parametrized tests of the families check, from the ops' declarations."""
+    unary_forward, unary_backward = unary_families(ops)
+    binary_forward, binary_backward = binary_families(ops)
+    return set(unary_forward) | set(unary_backward) | set(binary_forward) | set(binary_backward) | set(
+        matrix_product_family(ops))
 
 
 UNARY_FORWARD, UNARY_BACKWARD = unary_families(vops.ALL_OPS)
-BINARY_FORWARD = ["add_forward", "sub_forward", "mul_forward", "div_forward"]
-# entry point -> whether its formula has several operations (float32 mixed with float64 declined)
-BINARY_BACKWARD = {"mul_backward": False, "div_backward": True}
-REFERENCE_CHECKED.update(UNARY_FORWARD, UNARY_BACKWARD, BINARY_FORWARD, BINARY_BACKWARD)
+# BINARY_BACKWARD: entry point -> (the context keys of a and b, whether float32 mixed with float64 is declined)
+BINARY_FORWARD, BINARY_BACKWARD = binary_families(vops.ALL_OPS)
+# MATMUL: entry point -> (size names of the operands, of the result, the context keys of the operands for backward)
+MATMUL = matrix_product_family(vops.ALL_OPS)
+REFERENCE_CHECKED.update(derived_checks(vops.ALL_OPS))
 
 
 @checks("add_into")
@@ -718,7 +762,7 @@ def test_binary_forward(name, data):
 @settings()
 @given(data=st.data())
 def test_binary_backward(name, data):
-    op, several = KERNEL_OWNERS[name], BINARY_BACKWARD[name]
+    op, ((key_a, key_b), several) = KERNEL_OWNERS[name], BINARY_BACKWARD[name]
     shape = data.draw(shapes())
     go, a, b = (data.draw(operand(data.draw(maybe_same(shape)))) for _ in range(3))
     if not arr(go).shape == arr(a).shape == arr(b).shape:
@@ -728,7 +772,7 @@ def test_binary_backward(name, data):
         return
     t = compute_dtype(go, a, b)
     assert isinstance(got, tuple) and len(got) == 2
-    want = reference(op, "backward", {"a": as_seen(a, t), "b": as_seen(b, t)}, as_seen(go, t))
+    want = reference(op, "backward", {key_a: as_seen(a, t), key_b: as_seen(b, t)}, as_seen(go, t))
     for k in range(2):
         assert_exact(got[k], want[k], t, f"{name} [{k}]")
 
@@ -1120,21 +1164,12 @@ def dims_fit(objs, pairs):
     return True
 
 
-# entry point -> (the size names of its operands' shapes, the context keys of those backward takes with go)
-MATMUL = {
-    "matmul_forward": (("nk", "km"), None),
-    "batchmm_forward": (("mk", "nk"), None),
-    "matmul_backward": (("nm", "nk", "km"), ("a", "b")),
-    "batchmm_backward": (("nm", "mk", "nk"), ("matrix", "vectors")),
-}
-
-
-@checks(*MATMUL)
 @pytest.mark.parametrize("name", sorted(MATMUL))
 @settings()
 @given(data=st.data())
 def test_matrix_products(name, data):
-    op, (pairs, keys) = KERNEL_OWNERS[name], MATMUL[name]
+    op, (operands, output, keys) = KERNEL_OWNERS[name], MATMUL[name]
+    pairs = operands if keys is None else (output,) + operands  # a backward kernel takes go first
     objs = data.draw(matrices(*pairs))
     if not dims_fit(objs, pairs):
         return refused(name, op.__name__, *objs)
@@ -1147,15 +1182,13 @@ def test_matrix_products(name, data):
     G = [as_seen(o, t) for o in objs]
     if keys is None:
         want = reference(op, "forward", {}, *G)
-        first, second = (R[0], R[1]) if name == "matmul_forward" else (R[1], R[0].T)
-        return check(got, want, t, name, product_bound(first, second, t) if t == F32 else 0.0)
+        return check(got, want, t, name, named_product_bound(R, operands, output, t) if t == F32 else 0.0)
     go, p, q = R
     want = reference(op, "backward", {keys[0]: G[1], keys[1]: G[2]}, G[0])
     assert isinstance(got, tuple) and len(got) == 2
-    if name == "matmul_backward":  # (go @ b.T, a.T @ go)
-        bounds = product_bound(go, q.T, t), product_bound(p.T, go, t)
-    else:  # (go.T @ vectors, go @ matrix)
-        bounds = product_bound(go.T, q, t), product_bound(go, p, t)
+    # the gradient of each operand is the product of go with the other operand (for a @ b: go @ b.T, a.T @ go)
+    bounds = (named_product_bound([go, q], (output, operands[1]), operands[0], t),
+              named_product_bound([go, p], (output, operands[0]), operands[1], t))
     for k in range(2):
         check(got[k], want[k], t, f"{name} [{k}]", bounds[k] if t == F32 else 0.0)
 

@@ -6,19 +6,20 @@ vgrad._C, is checked against that here, so that nothing about an op can be forgo
 
 - its kernels are functions of vgrad._C (csrc/functions.def), and its forward/backward call them;
 - every function vgrad._C exports is an op's kernel or one of vgrad.ops.C_HELPERS;
-- vgrad exports the op (vgrad/__init__.py does so for each op of ALL_OPS), and the README names it;
-- the tests have its inputs (an entry of tests/op_table.py, with special values), a valid call of each of its
-  kernels (op_table.c_calls()), and a test of each kernel against the op's NumPy Reference
-  (tests/test_properties.py, tests/test_properties_cnn.py).
+- vgrad exports the op (vgrad/__init__.py does so for each op of ALL_OPS);
+- it declares its test inputs in its class (`tests = ...`, of a kind of vgrad/op_inputs.py), from which
+  tests/op_table.py builds its entry (samples, special values); each of its kernels has a valid call
+  (op_table.c_calls(), derived from the declaration for the element-wise ops and matrix products) and a test against
+  the op's NumPy Reference (tests/test_properties.py, its families derived from the declarations too, or
+  tests/test_properties_cnn.py).
 
-An element-wise op of one input declares its test inputs in its class (`tests = UnaryElementwise(...)`, see
-vgrad/ops.py), and the tests derive its entry, valid calls and property tests from that; the other ops have them
-written out in the test files.
+The README is not a list to keep complete (`python -m vgrad ops` lists every op, from the registry): the ops its
+user-facing lists name must exist, and that is all that is checked of it.
 
 The checks of one op are one function, problems(op, world), over a snapshot of everything that lists ops (a
 World). Each built-in op must have none; the throwaway Tanh at the end, an op as a newcomer would write it,
-shows that it is complete with its class, its kernels in C and their lines in csrc/functions.def (and its name in
-the README), and that each missing piece is reported, saying what is missing and where it goes.
+shows that it is complete with its class, its kernels in C and their lines in csrc/functions.def, and that each
+missing piece is reported, once, saying what is missing and where it goes.
 """
 import ast
 import dataclasses
@@ -26,6 +27,8 @@ import glob
 import inspect
 import os
 import re
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -36,9 +39,8 @@ import vgrad._C as C
 from vgrad import _C  # the name by which the ops call their kernels (the throwaway Tanh's below are never run)
 import vgrad.nn_ops as vnn
 import vgrad.ops as vops
-from op_table import (KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points, unary_elementwise,
-                      unary_elementwise_calls, unary_elementwise_entry)
-from test_properties import REFERENCE_CHECKED, unary_families
+from op_table import KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points, declared_calls, entry
+from test_properties import REFERENCE_CHECKED, derived_checks, unary_families
 from test_properties_cnn import CNN_REFERENCE_CHECKED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,11 +54,17 @@ def by_name(ops):
     return pytest.mark.parametrize("op", ops, ids=lambda op: op.__name__)
 
 
-def readme_words():
-    """Every word inside backquotes in README.md's prose (not its code blocks)."""
+def readme_text():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
-    return {word for span in re.findall(r"`([^`]+)`", text) for word in re.findall(r"\w+", span)}
+        return f.read()
+
+
+def readme_ops():
+    """The op names in the README's lists of ops: the words in backquotes, capitalised as class names are, in each
+    passage that begins "The ops `" or "The ops are" and runs to the end of its paragraph or bullet."""
+    passages = re.findall(r"The ops (?=`|are\b)(.*?)(?:\n\s*\n|\n- )", readme_text(), flags=re.S)
+    return {word for passage in passages for span in re.findall(r"`([^`]+)`", passage)
+            for word in re.findall(r"\b[A-Z][a-z]\w*", span)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,24 +74,22 @@ class World:
     ops: tuple  # vgrad.ops.ALL_OPS
     functions: dict  # the functions vgrad._C exports -> their docstrings (its lines in csrc/functions.def)
     exports: dict  # vgrad's namespace: name -> object
-    readme: frozenset  # the words the README quotes
-    table: tuple  # the ops with an entry in tests/op_table.py TABLE
+    table: tuple  # the ops with an entry in tests/op_table.py TABLE: those declaring their test inputs
     calls: frozenset  # the functions with a valid call in op_table.c_calls()
     checked: frozenset  # the functions a property test checks against NumPy
 
 
-def make_world(ops, functions, exports, readme):
-    """The World of `ops`: the tests' lists are the hand-written ones of tests/op_table.py, test_properties.py and
-    test_properties_cnn.py, plus what they derive from the ops' own declarations (`tests = UnaryElementwise(...)`)."""
-    unary_forward, unary_backward = unary_families(ops)
-    return World(ops=tuple(ops), functions=dict(functions), exports=dict(exports), readme=frozenset(readme),
-                 table=tuple(e.op for e in TABLE) + tuple(op for op in unary_elementwise(ops) if op not in OPS),
-                 calls=frozenset(c_calls()) | set(unary_elementwise_calls(ops)),
-                 checked=frozenset(REFERENCE_CHECKED | CNN_REFERENCE_CHECKED | set(unary_forward)
-                                   | set(unary_backward)))
+def make_world(ops, functions, exports):
+    """The World of `ops`: the tests' lists are what tests/op_table.py and test_properties.py derive from the ops'
+    own declarations (`tests = ...`), plus the valid calls and property tests written out there and in
+    test_properties_cnn.py for the ops declared by `Samples`."""
+    return World(ops=tuple(ops), functions=dict(functions), exports=dict(exports),
+                 table=tuple(op for op in ops if entry(op) is not None),
+                 calls=frozenset(c_calls()) | set(declared_calls(ops)),
+                 checked=frozenset(REFERENCE_CHECKED | CNN_REFERENCE_CHECKED | derived_checks(ops)))
 
 
-WORLD = make_world(OPS, {name: getattr(C, name).__doc__ or "" for name in FUNCTIONS}, vars(vg), readme_words())
+WORLD = make_world(OPS, {name: getattr(C, name).__doc__ or "" for name in FUNCTIONS}, vars(vg))
 
 
 def where(op):
@@ -138,23 +144,25 @@ def problems(op, world=WORLD):
     if world.exports.get(name) is not op:
         found.append(f"vgrad.{name} is not the op: vgrad/__init__.py exports every op of vgrad.ops.ALL_OPS under "
                      f"its name, unless a later import there takes the name")
-    if name not in world.readme:
-        found.append(f"README.md does not name {name}: add it, in backquotes, where the README lists the ops")
 
     if op not in world.table:
-        found.append(f"{name} has no entry in tests/op_table.py TABLE (its sample inputs, error cases and special "
-                     f"values): for an element-wise op of one input, declare `tests = UnaryElementwise(...)` in its "
-                     f"class, which gives it its entry, valid calls and property tests; else write its entry")
+        # one complaint: the valid calls and property tests of most kinds come with the declaration
+        found.append(f"{name} declares no test inputs: add `tests = ...` to its class in {where(op)}, of a kind of "
+                     f"vgrad/op_inputs.py (UnaryElementwise, BinaryElementwise, MatrixProduct, or Samples for an op "
+                     f"unlike those); from it tests/op_table.py TABLE builds its samples and special values, and "
+                     f"the tests their valid calls and property tests (c_calls(), tests/test_properties.py)")
+        return found
     no_call = [k for k in kernels if k not in world.calls]
     if no_call:
         found.append(f"{no_call} have no valid call in tests/op_table.py c_calls() (the tests of bad arguments and "
-                     f"reference counts change one argument of it)")
+                     f"reference counts change one argument of it): write one there, as {name} is declared by "
+                     f"`Samples`, whose calls are not derived")
     unchecked = [k for k in kernels if k not in world.checked]
     if unchecked:
-        found.append(f"{unchecked} are checked against {name}.Reference by no property test: add each to a family of "
-                     f"tests/test_properties.py (BINARY_FORWARD, BINARY_BACKWARD; UNARY_* come from `tests = "
-                     f"UnaryElementwise(...)`) or write a test for it there (for the CNN toolkit: "
-                     f"tests/test_properties_cnn.py), marked @checks(name) (@cnn_checks(name))")
+        found.append(f"{unchecked} are checked against {name}.Reference by no property test: write a test for each in "
+                     f"tests/test_properties.py (for the CNN toolkit: tests/test_properties_cnn.py), marked "
+                     f"@checks(name) (@cnn_checks(name)); the families there (element-wise, matrix products) come "
+                     f"from the declarations, not from lists")
     return found
 
 
@@ -180,8 +188,8 @@ def test_all_ops_are_the_op_classes_of_ops_and_nn_ops():
 
 @by_name(OPS)
 def test_op_is_complete(op):
-    """Its kernels exist and are called, vgrad exports it, the README names it, the tests have its inputs, a
-    valid call of each kernel and a check of each against its Reference."""
+    """Its kernels exist and are called, vgrad exports it, it declares its test inputs, and the tests have a valid
+    call of each kernel and a check of each against its Reference."""
     found = problems(op)
     assert not found, "\n".join(found)
 
@@ -244,7 +252,7 @@ def test_table_entry_has_samples_and_special_values(entry, rng):
     assert samples and all(isinstance(s, Sample) for s in samples), f"{entry.name}: no sample inputs"
     assert isinstance(entry.special, Sample) and entry.special.inputs, (
         f"{entry.name}: no special values (inf, NaN, signed zeros, subnormals, overflowing values): add "
-        f"`special=special(...)` to its entry in tests/op_table.py")
+        f"`special=Call(...)` to its declaration `tests = ...` in {where(entry.op)}")
 
 
 def test_every_function_of_C_has_a_valid_call():
@@ -264,10 +272,10 @@ def test_every_function_of_C_is_checked_against_numpy():
     checked = REFERENCE_CHECKED | CNN_REFERENCE_CHECKED
     missing = sorted(FUNCTIONS - checked)
     assert not missing, (
-        f"functions of vgrad._C that no property test checks against NumPy: {missing}: add each to a family of "
-        f"tests/test_properties.py (UNARY_FORWARD, UNARY_BACKWARD, BINARY_FORWARD, BINARY_BACKWARD, MATMUL) or "
-        f"write a test for it there (or, for the CNN toolkit, in tests/test_properties_cnn.py), marked "
-        f"@checks(name) (@cnn_checks(name))")
+        f"functions of vgrad._C that no property test checks against NumPy: {missing}: declare its op's test "
+        f"inputs as an element-wise op or a matrix product (vgrad/op_inputs.py), whose families of tests "
+        f"tests/test_properties.py derives, or write a test for it there (or, for the CNN toolkit, in "
+        f"tests/test_properties_cnn.py), marked @checks(name) (@cnn_checks(name))")
     stale = sorted(checked - FUNCTIONS)
     assert not stale, f"property tests of functions that vgrad._C lacks: {stale}"
     both = sorted(REFERENCE_CHECKED & CNN_REFERENCE_CHECKED)
@@ -322,38 +330,44 @@ class TanhWithoutTests(vg.Op):
     Reference = Tanh.Reference
 
 
+TanhWithoutTests.__name__ = "Tanh"  # the same op, as its error messages and csrc/functions.def name it
+
 TANH_KERNELS = frozenset(Tanh.kernels)
 TANH_DOCS = {"tanh_forward": "tanh_forward(x) -> tanh(x)  (Tanh)",  # its lines in csrc/functions.def
              "tanh_backward": "tanh_backward(go, y) -> go * (1 - y**2)  (Tanh)"}
 
 
-def with_tanh(op=Tanh, registered=True, c=True, readme=True):
-    """WORLD with `op` added: appended to ALL_OPS (so that vgrad exports it) when `registered`, its kernels written
-    and listed in csrc/functions.def when `c`, named in the README when `readme`."""
+def with_tanh(op=Tanh, registered=True, c=True):
+    """WORLD with `op` added: appended to ALL_OPS (so that vgrad exports it) when `registered` (its class written in
+    vgrad/ops.py), its kernels written and listed in csrc/functions.def when `c`."""
     ops = OPS + (op,) if registered else OPS
     return make_world(ops, {**WORLD.functions, **TANH_DOCS} if c else WORLD.functions,
-                      {**vars(vg), op.__name__: op} if registered else vars(vg),
-                      WORLD.readme | {op.__name__} if readme else WORLD.readme)
+                      {**vars(vg), op.__name__: op} if registered else vars(vg))
 
 
 def test_a_new_op_takes_its_class_its_kernels_and_their_functions_def_lines():
-    """With those three (and its name in the README), Tanh is complete: its test entry, the valid calls of its
-    kernels and their property tests are derived from its class, and no function of vgrad._C lacks an owner."""
-    assert problems(Tanh, with_tanh()) == []
-    assert unowned_functions(with_tanh()) == []
-    entry = unary_elementwise_entry(Tanh)
-    samples = entry.samples(np.dtype(np.float64), np.random.default_rng(0))
-    assert samples and all(len(s.inputs) == 1 for s in samples) and entry.special.inputs
-    assert set(unary_elementwise_calls([Tanh])) == TANH_KERNELS
+    """With those three, Tanh is complete: its test entry, the valid calls of its kernels and their property tests
+    are derived from its class, and no function of vgrad._C lacks an owner. Nothing else names it: not the README,
+    not a list of the tests."""
+    world = with_tanh()
+    assert problems(Tanh, world) == []
+    assert unowned_functions(world) == []
+    tanh_entry = entry(Tanh)
+    samples = tanh_entry.samples(np.dtype(np.float64), np.random.default_rng(0))
+    assert samples and all(len(s.inputs) == 1 for s in samples) and tanh_entry.special.inputs
+    assert set(declared_calls([Tanh])) == TANH_KERNELS
     assert unary_families([Tanh]) == ({"tanh_forward": False}, {"tanh_backward": ("y", True)})
+    assert derived_checks([Tanh]) == TANH_KERNELS
 
 
-@pytest.mark.parametrize("missing, says", [
-    (dict(c=False), "which vgrad._C does not export: write the kernels"),  # the C kernels or their functions.def lines
-    (dict(readme=False), "README.md does not name Tanh"),
-])
-def test_a_new_op_missing_one_piece_is_refused(missing, says):
-    found = problems(Tanh, with_tanh(**missing))
+@pytest.mark.parametrize("missing", ["kernels", "tests"])
+def test_a_new_op_missing_one_piece_is_refused(missing):
+    """Each piece left out gives exactly one complaint (the class itself: the next test)."""
+    if missing == "kernels":  # not written in C, or not listed in csrc/functions.def: vgrad._C does not export them
+        op, world, says = Tanh, with_tanh(c=False), "which vgrad._C does not export: write the kernels"
+    else:  # the class written without its test inputs
+        op, world, says = TanhWithoutTests, with_tanh(TanhWithoutTests), "declares no test inputs: add `tests = ...`"
+    found = problems(op, world)
     assert len(found) == 1 and says in found[0], found
 
 
@@ -362,19 +376,30 @@ def test_kernels_in_C_without_their_op_class_are_refused():
     assert unowned_functions(with_tanh(registered=False)) == sorted(TANH_KERNELS)
 
 
-def test_a_new_op_without_test_inputs_is_refused():
-    """No `tests` declared and nothing hand-written in the tests: no entry, no valid calls, no property tests."""
-    found = "\n".join(problems(TanhWithoutTests, with_tanh(TanhWithoutTests)))
-    for where_to in ["tests/op_table.py TABLE", "c_calls()", "tests/test_properties.py"]:
-        assert where_to in found, f"no complaint pointing at {where_to} in:\n{found}"
+def test_a_new_op_without_test_inputs_is_refused_saying_where_they_go():
+    found = problems(TanhWithoutTests, with_tanh(TanhWithoutTests))
+    assert len(found) == 1
+    for where_to in ["vgrad/ops.py", "vgrad/op_inputs.py", "tests/op_table.py TABLE"]:
+        assert where_to in found[0], f"no complaint pointing at {where_to} in:\n{found[0]}"
 
 
 def test_a_new_op_in_no_list_is_refused_for_each_missing_piece():
     """Tanh as it stands (in no list, no C kernels): every missing piece is reported, each naming where it goes."""
     found = "\n".join(problems(TanhWithoutTests))
-    for where_to in ["csrc/functions.def", "vgrad/__init__.py", "README.md", "tests/op_table.py TABLE",
-                     "c_calls()", "tests/test_properties.py"]:
+    for where_to in ["csrc/functions.def", "vgrad/__init__.py", "vgrad/op_inputs.py"]:
         assert where_to in found, f"no complaint pointing at {where_to} in:\n{found}"
+
+
+def test_an_op_declared_by_samples_needs_its_calls_and_property_tests_written():
+    """The one kind whose valid calls and property tests are not derived: leaving them out is reported."""
+
+    class Scale(vg.Op):
+        kernels = ("tanh_forward", "tanh_backward")  # (kernels that exist in the World below)
+        tests = vops.Samples(domains=("real",), cases=(vops.Case((3, 4)),), special=vops.Call(vops.SPECIAL))
+        forward, backward, Reference = Tanh.forward, Tanh.backward, Tanh.Reference
+
+    found = "\n".join(problems(Scale, with_tanh(Scale)))
+    assert "c_calls()" in found and "tests/test_properties.py" in found, found
 
 
 def test_a_new_op_without_its_kernels_or_calling_others_is_refused():
@@ -402,3 +427,36 @@ def test_a_functions_def_line_not_naming_its_op_is_refused():
     world.functions["tanh_backward"] = "tanh_backward(go, y) -> go * (1 - y**2)"
     found = problems(Tanh, world)
     assert len(found) == 1 and "docstrings of ['tanh_backward'] in csrc/functions.def do not name Tanh" in found[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Where people find the ops: the README's lists (checked for staleness) and `python -m vgrad ops` (complete)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_the_readme_names_no_op_that_does_not_exist():
+    named = readme_ops()
+    assert {"Add", "Sigmoid", "ReLU", "Affine", "Convolution"} <= named, (
+        f"the README's lists of ops (the passages beginning 'The ops') were not found, or lost their ops: {named}")
+    stale = sorted(named - {op.__name__ for op in OPS})
+    assert not stale, f"README.md names ops that vgrad.ops.ALL_OPS lacks: {stale}: rename or remove them there"
+
+
+def test_the_readme_says_where_the_full_list_is():
+    assert "python -m vgrad ops" in readme_text()
+
+
+def test_python_m_vgrad_ops_lists_every_op_with_its_formula_and_kernels():
+    """The listing is made from the registry: each op once, with the start of its docstring (its formula) on its
+    line and its kernels on the next."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT] + sys.path)}
+    result = subprocess.run([sys.executable, "-m", "vgrad", "ops"], capture_output=True, text=True, env=env,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for op in OPS:
+        at = [k for k, line in enumerate(lines) if line.split()[:1] == [op.__name__]]
+        assert len(at) == 1, f"{op.__name__} is listed {len(at)} times by python -m vgrad ops"
+        line, kernels = lines[at[0]], lines[at[0] + 1].split()
+        assert " ".join(op.__doc__.split()[:3]) in line, f"{op.__name__}: not its formula: {line!r}"
+        assert kernels[0] == "kernels:" and [k.rstrip(",") for k in kernels[1:]] == list(op.kernels), kernels

@@ -1,7 +1,8 @@
 """
 The ops of the CNN toolkit: convolution, pooling, dropout's mask, batch normalisation, the cross-entropy loss
-and reshape. Like the ops in ops.py, each has a C forward/backward (csrc/conv.c, pool.c, nn.c) and a nested
-NumPy `Reference` with the same formulas, storing the same context keys.
+and reshape. Like the ops in ops.py, each has a C forward/backward (csrc/conv.c, pool.c, nn.c), a nested
+NumPy `Reference` with the same formulas, storing the same context keys, and its test inputs in `tests`
+(vgrad/op_inputs.py): the shapes, geometries and keyword arguments it is tried on.
 
 Images are NCHW: a batch of N images, each with C channels of H x W pixels. Constants (stride, padding,
 masks, targets, running statistics) are keyword arguments: they get no gradient. Most people use these
@@ -12,6 +13,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import _C
 from .core import Op
+from .op_inputs import (BIG, EIGHT_TARGETS, SPECIAL_IMAGES, SPECIAL_IMAGES_NO_OVERFLOW, SPECIAL_MATRIX, Call, Case,
+                        Samples, keep_mask, row_indices, running_mean, running_var)
 
 
 def _pair(op, what, value):
@@ -41,6 +44,17 @@ class Convolution(Op):
     (C kh kw, N OH OW), and the filters, as the rows of an (O, C kh kw) matrix, multiply it.
     """
     kernels = ('conv2d', 'conv2d_grad')
+    tests = Samples(domains=('real', 'real', 'real'),
+                    # the first case has no bias, so that replacing its last input (w) by a bad value must fail
+                    cases=(Case((2, 3, 5, 5), (4, 3, 3, 3)),
+                           Case((1, 2, 6, 5), (3, 2, 3, 2), (3,), stride=2, padding=1),
+                           Case((2, 1, 4, 5), (2, 1, 2, 2), (2,), stride=(1, 2), padding=(0, 1)),
+                           Case((0, 2, 4, 4), (3, 2, 3, 3), (3,)),
+                           Case((1, 1, 3, 3), (1, 1, 3, 3), (1,), padding=2, stride=3),
+                           Case((1, 1, 4, 4), (1, 1, 2, 2), (1,), stride=1),
+                           Case((2, 0, 3, 3), (2, 0, 2, 2), (2,))),
+                    large=Case((8, 3, 32, 32), (6, 3, 5, 5), (6,), padding=1),
+                    special=Call(SPECIAL_IMAGES_NO_OVERFLOW, np.array([[[[1.0, -1.0], [0.0, 2.0]]]]), np.array([0.5])))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -111,6 +125,11 @@ class MaxPooling(Op):
     position h * W + w within its image, as PyTorch's return_indices.
     """
     kernels = ('maxpool2d_forward', 'maxpool2d_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((2, 3, 6, 6), kernel_size=2), Case((1, 2, 7, 5), kernel_size=3, stride=2),
+                           Case((1, 1, 5, 6), kernel_size=(2, 3), stride=(1, 2)), Case((0, 2, 4, 4), kernel_size=2),
+                           Case((1, 1, 4, 4), kernel_size=2, stride=1)),
+                    large=Case((8, 6, 28, 28), kernel_size=2), special=Call(SPECIAL_IMAGES, kernel_size=2, stride=1))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -157,6 +176,12 @@ class AvgPooling(Op):
     window's gradient.
     """
     kernels = ('avgpool2d_forward', 'avgpool2d_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((2, 3, 6, 6), kernel_size=2), Case((1, 2, 7, 5), kernel_size=3, stride=2),
+                           Case((1, 1, 5, 6), kernel_size=(2, 3), stride=(1, 2)), Case((0, 2, 4, 4), kernel_size=2),
+                           Case((1, 1, 4, 4), kernel_size=2, stride=1)),
+                    large=Case((8, 6, 28, 28), kernel_size=3, stride=1),
+                    special=Call(SPECIAL_IMAGES, kernel_size=2, stride=1))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -198,6 +223,12 @@ class DropoutMask(Op):
     so nothing changes at evaluation time. vg.dropout draws the mask with np.random.
     """
     kernels = ('dropout_forward', 'dropout_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((3, 4), mask=keep_mask(0.3), p=0.3), Case((2, 3, 4, 5), mask=keep_mask(0.5), p=0.5),
+                           Case((), mask=keep_mask(0.5), p=0.5), Case((0, 3), mask=keep_mask(0.1), p=0.1),
+                           Case((4, 2), mask=keep_mask(1.0), p=1.0), Case((4, 2), mask=keep_mask(0.0), p=0.0)),
+                    large=Case(BIG, mask=keep_mask(0.4), p=0.4),
+                    special=Call(SPECIAL_MATRIX, mask=np.arange(32).reshape(8, 4) % 3 != 0, p=0.25))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -236,6 +267,13 @@ class BatchNormalization(Op):
     does); with them (evaluation) it uses those instead.
     """
     kernels = ('batchnorm_forward', 'batchnorm_backward')
+    tests = Samples(domains=('real', 'real', 'real'),
+                    cases=(Case((6, 3), (3,), (3,)), Case((4, 3, 5, 2), (3,), (3,), eps=1e-3),
+                           Case((5, 2), (2,), (2,), running_mean=running_mean, running_var=running_var),
+                           Case((2, 3, 4, 4), (3,), (3,), running_mean=running_mean, running_var=running_var),
+                           Case((3, 2), (2,), (2,)), Case((2, 2, 3), (2,), (2,))),
+                    large=Case((16, 8, 24, 24), (8,), (8,)),
+                    special=Call(SPECIAL_MATRIX, np.array([1.0, -2.0, 0.5, 3.0]), np.array([0.0, 1.0, -1.0, 0.5])))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -291,6 +329,15 @@ class CrossEntropy(Op):
     of logsumexp(logits_i) - logits_i,t_i. Its gradient is (softmax - onehot(targets)) / N (or without / N).
     """
     kernels = ('cross_entropy_forward', 'cross_entropy_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((3, 4), targets=row_indices, reduction='mean'),
+                           Case((1, 5), targets=row_indices, reduction='mean'),
+                           Case((0, 4), targets=row_indices, reduction='sum'),
+                           Case((6, 3), targets=row_indices, reduction='sum'),
+                           Case((4, 1), targets=row_indices, reduction='mean'),
+                           Case((5, 7), targets=row_indices, reduction='mean', domains=('wide',))),
+                    large=Case(BIG, targets=row_indices, reduction='mean'),
+                    special=Call(SPECIAL_MATRIX, targets=EIGHT_TARGETS))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -330,6 +377,10 @@ class Reshape(Op):
     """Give x another shape with the same number of elements: Reshape.do_forward(x, shape=(n, -1)). A view
     of x when its layout allows (as np.reshape); x's dtype is kept."""
     kernels = ('reshape',)
+    tests = Samples(domains=('real',),
+                    cases=(Case((2, 3), shape=(3, 2)), Case((2, 3, 4), shape=(2, -1)), Case((), shape=(1, 1)),
+                           Case((0, 3), shape=(3, 0)), Case((4,), shape=(2, 2))),
+                    special=Call(SPECIAL_MATRIX, shape=(4, 8)), passthrough=True)
 
     @staticmethod
     def forward(context, x, *, shape):

@@ -16,47 +16,35 @@ op's forward and backward is a `_C.with_reference` of the C-backed method and th
 of this file), and a kernel declines what it does not compute. Any memory layout works.
 
 Each op also names, in `kernels`, the functions of vgrad._C it owns: they compute it, and their error messages
-name it. (An op may call another op's kernels too: Squeeze's backward is Unsqueeze's.) The op classes are the
-registry of ops: ALL_OPS (at the end) lists them by itself, and every other list of ops is checked against it.
+name it. (An op may call another op's kernels too: Squeeze's backward is Unsqueeze's.) And it declares, in `tests`,
+the inputs it accepts: shapes, where their values lie, keyword arguments, special values (the kinds of declaration
+are in vgrad/op_inputs.py). The op classes are the registry of ops: ALL_OPS (at the end) lists them by itself, and
+every other list of ops is derived from it or checked against it. `python -m vgrad ops` lists them.
 Adding an op, say Tanh, takes
   1. a class here: forward and backward calling its kernels, its NumPy Reference,
-     `kernels = ('tanh_forward', 'tanh_backward')`, and, for an element-wise op of one input like Tanh, its test
-     inputs: `tests = UnaryElementwise(...)` (below);
+     `kernels = ('tanh_forward', 'tanh_backward')` and its test inputs, for an element-wise op of one input like
+     Tanh `tests = UnaryElementwise(...)`;
   2. its kernels, forward beside backward, in one C file of csrc/ (an element-wise op: csrc/elementwise.c);
   3. a line per kernel in csrc/functions.def, the table of what vgrad._C exports.
-vgrad/__init__.py exports it by itself (from ALL_OPS), and the tests build its entry, valid calls and property
-tests from `tests`. tests/test_registry.py fails, saying what to add where, until each kernel exists and is
-tested, and the README names the op. (Ops of other kinds have their test inputs written out in tests/op_table.py
-and tests/test_properties.py.)
+vgrad/__init__.py exports it by itself (from ALL_OPS), and the tests build its samples, special values, valid calls
+of its kernels and property tests from `tests`. tests/test_registry.py fails, saying what to add where, until each
+kernel exists and is tested. (An op declared by `Samples`, the kind for ops unlike the others, also needs a valid
+call of each kernel in tests/op_table.py c_calls() and a property test of each in tests/test_properties.py, and
+test_registry says so; its refusals of bad inputs, if any, are listed in tests/op_table.py ERRORS.)
 """
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import _C
 from . import core as _core
 from .core import Op
-
-
-@dataclass(frozen=True)
-class UnaryElementwise:
-    """
-    An element-wise op on one array, x -> f(x), with `kernels = (forward kernel, backward kernel)`: the forward
-    kernel takes x, the backward one go and an array the forward left in the context. Declared as an op's
-    `tests`, it is all the tests need: tests/op_table.py builds from it the op's samples (every element-wise shape,
-    values drawn from `domain`, see op_table.DOMAINS), its special values (inf, NaN, signed zeros, subnormals,
-    overflowing values) and a valid call of each kernel, and tests/test_properties.py checks both kernels against
-    the op's Reference.
-    """
-    domain: str  # where the samples' values lie: 'real', 'positive', 'relu' (away from 0), 'wide' ([-30, 30])
-    saved: str  # the context key of the array the backward kernel takes with go
-    float32_exact: bool  # the float32 forward kernel gives the Reference's result exactly (else within a few ulps)
-    several_operations: bool  # the backward formula has several operations, so float32 with float64 is declined
+from .op_inputs import (BIG, EIGHT_TARGETS, ELEMENTWISE_SHAPES, SPECIAL, SPECIAL_MATRIX, BinaryElementwise, Call,
+                        Case, MatrixProduct, Samples, UnaryElementwise, row_indices)
 
 
 class Add(Op):
     """Element-wise addition a + b of two arrays of the same shape."""
     kernels = ('add_forward',)
+    tests = BinaryElementwise(special=Call(SPECIAL, SPECIAL[::-1]))
 
     @staticmethod
     def forward(context, a, b):
@@ -79,6 +67,7 @@ class Add(Op):
 class Sub(Op):
     """Element-wise subtraction a - b of two arrays of the same shape."""
     kernels = ('sub_forward', 'neg_forward')
+    tests = BinaryElementwise(special=Call(SPECIAL, SPECIAL))  # inf - inf where both are inf: NaN
 
     @staticmethod
     def forward(context, a, b):
@@ -101,6 +90,7 @@ class Sub(Op):
 class Multiply(Op):
     """Element-wise multiplication a * b of two arrays of the same shape."""
     kernels = ('mul_forward', 'mul_backward')
+    tests = BinaryElementwise(special=Call(SPECIAL, SPECIAL[::-1]), saved=('a', 'b'))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -127,6 +117,8 @@ class Multiply(Op):
 class Div(Op):
     """Element-wise division a / b of two arrays of the same shape (the assignment's question 1)."""
     kernels = ('div_forward', 'div_backward')
+    tests = BinaryElementwise(special=Call(SPECIAL, SPECIAL[::-1]), domains=('real', 'nonzero'), saved=('a', 'b'),
+                              several_operations=True)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -154,6 +146,10 @@ class Div(Op):
 class MatrixMultiply(Op):
     """Matrix product a @ b of an (n, k) and a (k, m) matrix, through BLAS."""
     kernels = ('matmul_forward', 'matmul_backward')
+    tests = MatrixProduct(operands=('nk', 'km'), output='nm', saved=('a', 'b'),
+                          sizes=(dict(n=3, k=4, m=2), dict(n=1, k=1, m=1), dict(n=0, k=3, m=2), dict(n=3, k=0, m=2),
+                                 dict(n=2, k=3, m=0), dict(n=5, k=1, m=4)),
+                          large=dict(n=130, k=257, m=67), special=Call(SPECIAL_MATRIX, SPECIAL_MATRIX.T))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -183,6 +179,10 @@ class BatchMM(Op):
     result holds matrix @ vector for each vector. This is what Linear uses.
     """
     kernels = ('batchmm_forward', 'batchmm_backward')
+    tests = MatrixProduct(operands=('mk', 'nk'), output='nm', saved=('matrix', 'vectors'),
+                          sizes=(dict(m=4, k=3, n=5), dict(m=1, k=1, n=1), dict(m=4, k=3, n=0), dict(m=0, k=3, n=5),
+                                 dict(m=4, k=0, n=5), dict(m=2, k=6, n=3)),
+                          large=dict(m=67, k=257, n=130), special=Call(SPECIAL_MATRIX, SPECIAL_MATRIX))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -317,6 +317,8 @@ class ReLU(Op):
 class Id(Op):
     """The identity: returns its input itself. Useful to add a named node to a graph while debugging."""
     kernels = ('identity',)
+    tests = Samples(domains=('real',), cases=tuple(Case(shape) for shape in ELEMENTWISE_SHAPES), special=Call(SPECIAL),
+                    passthrough=True)
 
     @staticmethod
     def forward(context, x):
@@ -339,6 +341,9 @@ class Id(Op):
 class Sum(Op):
     """The sum of all elements of a tensor, as a 0-d array (a scalar)."""
     kernels = ('sum_forward', 'sum_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((3, 4)), Case(()), Case((0,)), Case((0, 3)), Case((5,)), Case((2, 3, 4))),
+                    large=Case(BIG), special=Call(SPECIAL[[0, 2, 5]]))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -366,6 +371,8 @@ class Sum(Op):
 class RowSum(Op):
     """The sum of each row of a matrix: (n, m) -> (n,)."""
     kernels = ('rowsum_forward', 'rowsum_backward')
+    tests = Samples(domains=('real',), cases=(Case((3, 4)), Case((1, 1)), Case((0, 3)), Case((3, 0)), Case((5, 1))),
+                    large=Case(BIG), special=Call(np.array([[1.0, np.inf], [np.inf, -np.inf], [np.nan, 1.0]])))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -392,6 +399,8 @@ class RowSum(Op):
 class RowMax(Op):
     """The maximum of each row of a matrix: (n, m) -> (n,). The gradient flows to the (first) maximum."""
     kernels = ('rowmax_forward', 'rowmax_backward')
+    tests = Samples(domains=('distinct',), cases=(Case((3, 4)), Case((1, 1)), Case((0, 3)), Case((5, 2)), Case((2, 7))),
+                    large=Case(BIG), special=Call(SPECIAL_MATRIX), bools=False)  # (bool rows tie)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -423,6 +432,8 @@ class RowMax(Op):
 class Normalize(Op):
     """Divide each row of a matrix by its sum, so that the rows sum to one."""
     kernels = ('normalize_forward', 'normalize_backward')
+    tests = Samples(domains=('positive',), cases=(Case((3, 4)), Case((1, 1)), Case((0, 3)), Case((3, 0)), Case((5, 2))),
+                    large=Case(BIG), special=Call(np.array([[1.0, -1.0], [0.0, 0.0], [np.inf, 1.0], [1e-310, 1e-310]])))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -455,6 +466,12 @@ class Expand(Op):
     size r, as broadcasting would. Its gradient sums over the repeats.
     """
     kernels = ('expand_forward', 'expand_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((1, 4), dim=0, repeats=3), Case((3, 1), dim=1, repeats=5), Case((1,), dim=0, repeats=4),
+                           Case((2, 1, 3), dim=1, repeats=2), Case((1, 3), dim=0, repeats=0),
+                           Case((1, 0), dim=0, repeats=3), Case((1, 1), dim=1, repeats=1),
+                           Case((3, 1), dim=-1, repeats=2)),
+                    large=Case((1, BIG[1]), dim=0, repeats=BIG[0]), special=Call(SPECIAL[None, :], dim=0, repeats=3))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -484,6 +501,14 @@ class Select(Op):
     does this and more.)
     """
     kernels = ('select_forward', 'select_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((3, 4), indices=row_indices), Case((1, 5), indices=row_indices),
+                           Case((0, 4), indices=row_indices), Case((4, 1), indices=row_indices),
+                           Case((6, 3), indices=row_indices),
+                           # other integer dtypes of indices, and a non-contiguous index vector
+                           Case((5, 4), indices=np.array([3, 0, 1, 3, 2], dtype=np.int32)),
+                           Case((4, 3), indices=np.array([2, 9, 0, 9, 1, 9, 2, 9], dtype=np.uint8)[::2])),
+                    large=Case(BIG, indices=row_indices), special=Call(SPECIAL_MATRIX, indices=EIGHT_TARGETS))
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -515,6 +540,10 @@ class Select(Op):
 class Squeeze(Op):
     """Remove the singleton dimension `dim` (a view of the input)."""
     kernels = ('squeeze',)  # its backward is Unsqueeze's kernel
+    tests = Samples(domains=('real',),
+                    cases=(Case((1, 4), dim=0), Case((3, 1), dim=1), Case((1,), dim=0), Case((2, 1, 3), dim=1),
+                           Case((1, 0), dim=0), Case((1, 5)), Case((3, 1), dim=-1)),  # (1, 5): the default dim=0
+                    special=Call(SPECIAL[None, :], dim=0), passthrough=True)
 
     @staticmethod
     def forward(context, input, dim=0):
@@ -539,6 +568,10 @@ class Squeeze(Op):
 class Unsqueeze(Op):
     """Insert a singleton dimension at `dim` (a view of the input)."""
     kernels = ('unsqueeze',)  # its backward is Squeeze's kernel
+    tests = Samples(domains=('real',),
+                    cases=(Case((3, 4), dim=0), Case((3, 4), dim=1), Case((3, 4), dim=2), Case((), dim=0),
+                           Case((0, 3), dim=1), Case((5,)), Case((3, 4), dim=-1)),  # (5,): the default dim=0
+                    special=Call(SPECIAL, dim=1), passthrough=True)
 
     @staticmethod
     def forward(context, input, dim=0):
@@ -567,6 +600,11 @@ class Affine(Op):
     instead of three. (Build vugrad's chain instead inside `with vg.unfused():`.)
     """
     kernels = ('affine_forward', 'affine_backward')
+    tests = Samples(domains=('real', 'real', 'real'),
+                    cases=(Case((4, 3), (1, 4), (5, 3)), Case((2, 6), (2,), (1, 6)), Case((3, 2), (1, 3), (0, 2)),
+                           Case((1, 1), (1, 1), (3, 1)), Case((3, 0), (1, 3), (2, 0))),
+                    large=Case((257, 131), (1, 257), (67, 131)),
+                    special=Call(SPECIAL_MATRIX, SPECIAL[None, :8], SPECIAL_MATRIX[::-1].copy()), special_float32=False)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -602,6 +640,8 @@ class LogSoftmax(Op):
     same order, forward and backward.
     """
     kernels = ('logsoftmax_forward', 'logsoftmax_backward')
+    tests = Samples(domains=('real',), cases=(Case((3, 4)), Case((1, 1)), Case((0, 3)), Case((5, 1)), Case((2, 7))),
+                    large=Case(BIG), special=Call(SPECIAL_MATRIX), bools=False, special_float32=False)
     backward_returns_new_arrays = True
 
     @staticmethod
@@ -649,6 +689,11 @@ class LogCELoss(Op):
     each row's target class (logceloss's Select, Sum and Multiply by -1 as one op).
     """
     kernels = ('logceloss_forward', 'logceloss_backward')
+    tests = Samples(domains=('real',),
+                    cases=(Case((3, 4), targets=row_indices), Case((1, 5), targets=row_indices),
+                           Case((0, 4), targets=row_indices), Case((4, 1), targets=row_indices),
+                           Case((6, 3), targets=row_indices)),
+                    special=Call(SPECIAL_MATRIX, targets=EIGHT_TARGETS))
     backward_returns_new_arrays = True
 
     @staticmethod
