@@ -39,4 +39,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `python -m vgrad ops | head`: the reader has what it wanted
+        sys.stderr.close()
+        sys.exit(0)
