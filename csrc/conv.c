@@ -292,6 +292,7 @@ static int forward_direct(const char *op, int t, conv_job *J, npy_intp itemsize)
         free(J->fw.off);
         return -1;
     }
+    memset(J->scratch, 0, (size_t)(J->scratch_bytes * threads)); /* the padding, which no task writes */
     PyThreadState *gil = vg_release_gil(g->n * g->o * g->p);
     vg_parallel(threads, g->n, TASK(t, direct_forward_task), J);
     vg_restore_gil(gil);
@@ -418,6 +419,7 @@ static int backward_direct(const char *op, int t, conv_job *J, void *gw, void *g
         (J->scratch = vg_scratch(op, J->scratch_bytes * threads)) == NULL || (J->part = vg_scratch(op, part)) == NULL ||
         (J->gx && (J->wflip = vg_scratch(op, wsize * itemsize)) == NULL))
         goto done;
+    memset(J->scratch, 0, (size_t)(J->scratch_bytes * threads)); /* the padding, which no task writes */
     PyThreadState *gil = vg_release_gil(g->n * g->o * g->p);
     if (J->gx) {
         if (t == NPY_FLOAT) {
