@@ -1,6 +1,7 @@
 /*
- * elementwise.c — the element-wise ops, forward and backward side by side (the kernels are in
- * elementwise_kernels.h, written once for float and double).
+ * elementwise.c — the element-wise ops: their kernels and their functions of vgrad._C are the sections of
+ * elementwise_kernels.h (one per op, written once for float and double), which this file compiles; here
+ * are the three shapes of call those functions share.
  *
  * Unary ops y = f(x). Backward gets the upstream gradient go and the array s the op saved in its context
  * (x or y, named in the row), and returns gx = go * f'(x):
@@ -26,7 +27,7 @@
  */
 #include "vgrad.h"
 
-/* ---- kernels ------------------------------------------------------------------------------------- */
+/* ---- kernels: the sections of elementwise_kernels.h for float and double ---------------------------- */
 
 #define VG_TEMPLATE "elementwise_kernels.h"
 #include "instantiate.h"
@@ -138,82 +139,8 @@ static PyObject *arithmetic(PyObject *module, const char *op, PyObject *const *a
                 VG_MIXED_OK, k);
 }
 
-VG_BOUNDARY(exp_forward)
-{
-    return map1(module, "Exp", args, nargs, vg_numpy(module)->exp, KERNEL(unary_kernel, exp_forward));
-}
+/* ---- the functions of vgrad._C, from the sections of elementwise_kernels.h ---------------------------- */
 
-VG_BOUNDARY(exp_backward) /* go * expd */
-{
-    return gradient(module, "Exp backward", "the upstream gradient and the saved expd", args, nargs, VG_MIXED_OK,
-                    KERNEL(binary_kernel, exp_backward));
-}
-
-VG_BOUNDARY(log_forward)
-{
-    return map1(module, "Log", args, nargs, vg_numpy(module)->log, KERNEL(unary_kernel, log_forward));
-}
-
-VG_BOUNDARY(log_backward) /* go / x */
-{
-    return gradient(module, "Log backward", "the upstream gradient and the saved x", args, nargs, VG_MIXED_OK,
-                    KERNEL(binary_kernel, log_backward));
-}
-
-VG_BOUNDARY(sigmoid_forward) /* any layout: np.exp(-x) runs on the negation, a new contiguous array */
-{
-    return map1(module, "Sigmoid", args, nargs, NULL, KERNEL(unary_kernel, sigmoid_forward));
-}
-
-VG_BOUNDARY(sigmoid_backward) /* go * sigx * (1 - sigx) */
-{
-    return gradient(module, "Sigmoid backward", "the upstream gradient and the saved sigx", args, nargs,
-                    VG_SAME_FLOAT, KERNEL(binary_kernel, sigmoid_backward));
-}
-
-VG_BOUNDARY(relu_forward)
-{
-    return map1(module, "ReLU", args, nargs, NULL, KERNEL(unary_kernel, relu_forward));
-}
-
-VG_BOUNDARY(relu_backward) /* go where x > 0; np.where keeps go's dtype */
-{
-    return gradient(module, "ReLU backward", "the upstream gradient and the saved x", args, nargs, VG_SAME_FLOAT,
-                    KERNEL(binary_kernel, relu_backward));
-}
-
-VG_BOUNDARY(neg_forward)
-{
-    return map1(module, "Sub backward", args, nargs, NULL, KERNEL(unary_kernel, neg_forward));
-}
-
-VG_BOUNDARY(add_forward)
-{
-    return arithmetic(module, "Add", args, nargs, KERNEL(binary_kernel, add_forward));
-}
-
-VG_BOUNDARY(sub_forward)
-{
-    return arithmetic(module, "Sub", args, nargs, KERNEL(binary_kernel, sub_forward));
-}
-
-VG_BOUNDARY(mul_forward)
-{
-    return arithmetic(module, "Multiply", args, nargs, KERNEL(binary_kernel, mul_forward));
-}
-
-VG_BOUNDARY(div_forward)
-{
-    return arithmetic(module, "Div", args, nargs, KERNEL(binary_kernel, div_forward));
-}
-
-VG_BOUNDARY(mul_backward) /* (go * b, go * a) */
-{
-    return map3to2(module, "Multiply backward", args, nargs, VG_MIXED_OK,
-                   KERNEL(gradient_pair_kernel, mul_backward));
-}
-
-VG_BOUNDARY(div_backward) /* (go / b, -go * a / (b * b)) */
-{
-    return map3to2(module, "Div backward", args, nargs, VG_SAME_FLOAT, KERNEL(gradient_pair_kernel, div_backward));
-}
+#define VG_BOUNDARIES
+#include "elementwise_kernels.h"
+#undef VG_BOUNDARIES

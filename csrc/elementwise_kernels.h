@@ -1,7 +1,12 @@
 /*
- * elementwise_kernels.h — the element-wise kernels for one element type: included by elementwise.c with
- * T float, SFX f32 and with T double, SFX f64, which makes exp_forward_f32, exp_forward_f64, ... (VG_T in
- * vgrad.h). All arrays are contiguous, of n elements; outputs first, then inputs. The one-input forward
+ * elementwise_kernels.h — the element-wise ops, one section each: its kernels, forward beside backward, then
+ * the functions of vgrad._C that call them. elementwise.c includes this file three times: through
+ * instantiate.h with T float, SFX f32 and with T double, SFX f64, which makes the kernels exp_forward_f32,
+ * exp_forward_f64, ... (VG_T in vgrad.h); then with VG_BOUNDARIES defined, which makes the functions of
+ * vgrad._C (VG_BOUNDARY), once, from the boundary helpers of elementwise.c (map1, gradient, arithmetic,
+ * map3to2). So an element-wise op such as Tanh is one section here, and a line per function in functions.def.
+ *
+ * Kernels: all arrays are contiguous, of n elements; outputs first, then inputs. The one-input forward
  * kernels all take NumPy's loops L (vgrad.h), which exp, log and sigmoid use.
  *
  * Each expression is the reference formula of vgrad/ops.py with its operations in the same order (C
@@ -10,6 +15,7 @@
  */
 
 /* ---- Exp: y = e^x                 gx = go * expd (expd = y) ---------------------------------------- */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(exp_forward)(const vg_loops *L, T *restrict y, const T *restrict x, npy_intp n)
 {
@@ -22,7 +28,23 @@ static void VG_T(exp_backward)(T *restrict gx, const T *go, const T *expd, npy_i
         gx[i] = go[i] * expd[i];
 }
 
+#else
+
+VG_BOUNDARY(exp_forward)
+{
+    return map1(module, "Exp", args, nargs, vg_numpy(module)->exp, KERNEL(unary_kernel, exp_forward));
+}
+
+VG_BOUNDARY(exp_backward) /* go * expd */
+{
+    return gradient(module, "Exp backward", "the upstream gradient and the saved expd", args, nargs, VG_MIXED_OK,
+                    KERNEL(binary_kernel, exp_backward));
+}
+
+#endif
+
 /* ---- Log: y = ln x                gx = go / x ----------------------------------------------------- */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(log_forward)(const vg_loops *L, T *restrict y, const T *restrict x, npy_intp n)
 {
@@ -35,7 +57,23 @@ static void VG_T(log_backward)(T *restrict gx, const T *go, const T *x, npy_intp
         gx[i] = go[i] / x[i];
 }
 
+#else
+
+VG_BOUNDARY(log_forward)
+{
+    return map1(module, "Log", args, nargs, vg_numpy(module)->log, KERNEL(unary_kernel, log_forward));
+}
+
+VG_BOUNDARY(log_backward) /* go / x */
+{
+    return gradient(module, "Log backward", "the upstream gradient and the saved x", args, nargs, VG_MIXED_OK,
+                    KERNEL(binary_kernel, log_backward));
+}
+
+#endif
+
 /* ---- Sigmoid: y = 1 / (1 + np.exp(-x))      gx = go * sigx * (1 - sigx) (sigx = y) ------------------ */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(sigmoid_forward)(const vg_loops *L, T *restrict y, const T *restrict x, npy_intp n)
 {
@@ -56,7 +94,23 @@ static void VG_T(sigmoid_backward)(T *restrict gx, const T *go, const T *sigx, n
         gx[i] = go[i] * sigx[i] * (1 - sigx[i]);
 }
 
+#else
+
+VG_BOUNDARY(sigmoid_forward) /* any layout: np.exp(-x) runs on the negation, a new contiguous array */
+{
+    return map1(module, "Sigmoid", args, nargs, NULL, KERNEL(unary_kernel, sigmoid_forward));
+}
+
+VG_BOUNDARY(sigmoid_backward) /* go * sigx * (1 - sigx) */
+{
+    return gradient(module, "Sigmoid backward", "the upstream gradient and the saved sigx", args, nargs,
+                    VG_SAME_FLOAT, KERNEL(binary_kernel, sigmoid_backward));
+}
+
+#endif
+
 /* ---- ReLU: y = np.maximum(x, 0)         gx = go where x > 0, else 0 ----------------------------------- */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(relu_forward)(const vg_loops *L, T *restrict y, const T *restrict x, npy_intp n)
 {
@@ -76,7 +130,23 @@ static void VG_T(relu_backward)(T *restrict gx, const T *go, const T *x, npy_int
     }
 }
 
+#else
+
+VG_BOUNDARY(relu_forward)
+{
+    return map1(module, "ReLU", args, nargs, NULL, KERNEL(unary_kernel, relu_forward));
+}
+
+VG_BOUNDARY(relu_backward) /* go where x > 0; np.where keeps go's dtype */
+{
+    return gradient(module, "ReLU backward", "the upstream gradient and the saved x", args, nargs, VG_SAME_FLOAT,
+                    KERNEL(binary_kernel, relu_backward));
+}
+
+#endif
+
 /* ---- Sub's gradient over b: -go ------------------------------------------------------------------------ */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(neg_forward)(const vg_loops *L, T *restrict y, const T *restrict x, npy_intp n)
 {
@@ -85,7 +155,17 @@ static void VG_T(neg_forward)(const vg_loops *L, T *restrict y, const T *restric
         y[i] = -x[i];
 }
 
+#else
+
+VG_BOUNDARY(neg_forward)
+{
+    return map1(module, "Sub backward", args, nargs, NULL, KERNEL(unary_kernel, neg_forward));
+}
+
+#endif
+
 /* ---- Add, Sub: y = a + b, a - b        (ga, gb) = (go, go), (go, -go): no kernel needed --------------- */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(add_forward)(T *restrict y, const T *a, const T *b, npy_intp n)
 {
@@ -99,7 +179,22 @@ static void VG_T(sub_forward)(T *restrict y, const T *a, const T *b, npy_intp n)
         y[i] = a[i] - b[i];
 }
 
+#else
+
+VG_BOUNDARY(add_forward)
+{
+    return arithmetic(module, "Add", args, nargs, KERNEL(binary_kernel, add_forward));
+}
+
+VG_BOUNDARY(sub_forward)
+{
+    return arithmetic(module, "Sub", args, nargs, KERNEL(binary_kernel, sub_forward));
+}
+
+#endif
+
 /* ---- Multiply: y = a * b               (ga, gb) = (go * b, go * a) ------------------------------------ */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(mul_forward)(T *restrict y, const T *a, const T *b, npy_intp n)
 {
@@ -115,7 +210,23 @@ static void VG_T(mul_backward)(T *restrict ga, T *restrict gb, const T *go, cons
     }
 }
 
+#else
+
+VG_BOUNDARY(mul_forward)
+{
+    return arithmetic(module, "Multiply", args, nargs, KERNEL(binary_kernel, mul_forward));
+}
+
+VG_BOUNDARY(mul_backward) /* (go * b, go * a) */
+{
+    return map3to2(module, "Multiply backward", args, nargs, VG_MIXED_OK,
+                   KERNEL(gradient_pair_kernel, mul_backward));
+}
+
+#endif
+
 /* ---- Div: y = a / b                    (ga, gb) = (go / b, -go * a / (b * b)) ------------------------- */
+#ifndef VG_BOUNDARIES
 
 static void VG_T(div_forward)(T *restrict y, const T *a, const T *b, npy_intp n)
 {
@@ -130,3 +241,17 @@ static void VG_T(div_backward)(T *restrict ga, T *restrict gb, const T *go, cons
         gb[i] = -go[i] * a[i] / (b[i] * b[i]); /* ((-go) * a) / (b * b) */
     }
 }
+
+#else
+
+VG_BOUNDARY(div_forward)
+{
+    return arithmetic(module, "Div", args, nargs, KERNEL(binary_kernel, div_forward));
+}
+
+VG_BOUNDARY(div_backward) /* (go / b, -go * a / (b * b)) */
+{
+    return map3to2(module, "Div backward", args, nargs, VG_SAME_FLOAT, KERNEL(gradient_pair_kernel, div_backward));
+}
+
+#endif

@@ -24,7 +24,8 @@
  *                      that falls back to its NumPy Reference)
  *   instantiate.h      compiles a kernel template for float and for double
  *   shared_kernels.h   declares the kernels more than one file calls (compiled at the end of this header)
- *   elementwise.c  + elementwise_kernels.h   Add Sub Multiply Div Exp Log Sigmoid ReLU (and -x)
+ *   elementwise.c  + elementwise_kernels.h   Add Sub Multiply Div Exp Log Sigmoid ReLU (and -x): a section
+ *                                             of the .h per op, its kernels and its functions of vgrad._C
  *   reduce.c       + reduce_kernels.h        Sum RowSum RowMax Normalize; the sums shared with other files
  *   rows.c         + rows_kernels.h          row maximum, log-sum-exp, softmax: shared by RowMax,
  *                                             LogSoftmax and the CNN's cross-entropy

@@ -47,12 +47,12 @@ def test_there_are_templates_and_files_that_use_them():
     # a check of the checks below: if the patterns stopped matching, they would pass on nothing
     assert {"elementwise_kernels.h", "fused_kernels.h", "rows_kernels.h"} <= set(templates())
     assert {"elementwise.c", "fused.c", "rows.c"} <= set(instantiating_files())
-    called = "\n".join((CSRC / f).read_text() for f in ("elementwise.c", "fused.c"))
+    called = "\n".join((CSRC / f).read_text() for f in ("elementwise_kernels.h", "fused.c"))
     assert "KERNEL(binary_kernel, mul_forward)" in called and "VG_CALL(c.type, logsoftmax_forward" in called
     assert "sigmoid_backward" in [k for k, _ in defined_kernels("elementwise_kernels.h")]
 
 
-@pytest.mark.parametrize("source", instantiating_files())
+@pytest.mark.parametrize("source", instantiating_files() + templates())
 def test_every_called_kernel_is_a_function_grep_finds(source):
     text = re.sub(r"^\s*#define.*$", "", strip_comments((CSRC / source).read_text()), flags=re.M)
     called = set(re.findall(r"\bVG_CALL\([^,]+,\s*(\w+)", text)) | set(re.findall(r"\bKERNEL\(\w+,\s*(\w+)\)", text))
@@ -98,3 +98,23 @@ def test_no_file_makes_kernels_with_a_macro():
     for f in sorted(CSRC.glob("*.[ch]")):
         text = strip_comments(f.read_text())
         assert "VG_INSTANTIATE" not in text and not re.search(r"#define\s+DEFINE_\w+\(T", text), f.name
+
+
+def test_each_elementwise_op_is_one_section_with_its_functions_of_C():
+    """An element-wise op (a new Tanh too) is written in one place: a section of elementwise_kernels.h holds its
+    kernels and, in its VG_BOUNDARIES half, the functions of vgrad._C that call them; each such function calls a
+    kernel of its own section."""
+    text = strip_comments((CSRC / "elementwise_kernels.h").read_text())
+    sections = re.split(r"^#ifndef VG_BOUNDARIES$", text, flags=re.M)[1:]
+    assert len(sections) >= 8
+    exported = set()
+    for section in sections:
+        kernels_half, boundaries = section.split("#else", 1)
+        kernels = set(re.findall(r"^[A-Za-z_][\w ]*\bVG_T\((\w+)\)\s*\([^;{]*\)\s*\{", kernels_half, flags=re.M))
+        functions = re.findall(r"^VG_BOUNDARY\((\w+)\)", boundaries, flags=re.M)
+        called = set(re.findall(r"\bKERNEL\(\w+,\s*(\w+)\)", boundaries))
+        assert kernels and functions and called == kernels, (kernels, functions, called)
+        exported.update(functions)
+    elementwise = (CSRC / "functions.def").read_text().split("/* elementwise.c */")[1].split("/*")[0]
+    assert exported == set(re.findall(r"VG_FUNC\((\w+),", elementwise))
+    assert "VG_BOUNDARY(" not in strip_comments((CSRC / "elementwise.c").read_text())
