@@ -23,6 +23,17 @@
 
 /* ---- kernels ------------------------------------------------------------------------------------- */
 
+/* The total of batch norm's lanes of sums (nn_kernels.h), added in lane order. */
+enum { BN_LANES = 8 };
+
+static double vg_lanes_total(const double *lane)
+{
+    double total = 0;
+    for (int v = 0; v < BN_LANES; v++)
+        total += lane[v];
+    return total;
+}
+
 #define VG_TEMPLATE "nn_kernels.h"
 #include "instantiate.h"
 
@@ -114,6 +125,41 @@ static int channels_of(const char *op, PyArrayObject *x, npy_intp *N, npy_intp *
     return 0;
 }
 
+/* Batch norm on the thread pool (nn.h): a task per channel, whose sums and outputs are its own, so the
+   results do not depend on the number of threads. */
+typedef struct {
+    int t, given, training;
+    double eps;
+    npy_intp N, C, Sp;
+    PyArrayObject **in, **out;
+} batchnorm_job;
+
+static void batchnorm_forward_task(void *ctx, npy_intp c, int thread)
+{
+    const batchnorm_job *J = ctx;
+    (void)thread;
+    VG_CALL(J->t, batchnorm_forward, PyArray_DATA(J->out[0]), PyArray_DATA(J->out[1]), PyArray_DATA(J->out[2]),
+            PyArray_DATA(J->out[3]), PyArray_DATA(J->out[4]), PyArray_DATA(J->in[0]), PyArray_DATA(J->in[1]),
+            PyArray_DATA(J->in[2]), J->eps, J->given, J->N, J->C, J->Sp, c);
+}
+
+static void batchnorm_backward_task(void *ctx, npy_intp c, int thread)
+{
+    const batchnorm_job *J = ctx;
+    (void)thread;
+    VG_CALL(J->t, batchnorm_backward, PyArray_DATA(J->out[0]), PyArray_DATA(J->out[1]), PyArray_DATA(J->out[2]),
+            PyArray_DATA(J->in[0]), PyArray_DATA(J->in[1]), PyArray_DATA(J->in[2]), PyArray_DATA(J->in[3]),
+            J->training, J->N, J->C, J->Sp, c);
+}
+
+/* Run a batch norm task per channel, on as many threads as the work is worth, with the GIL released. */
+static void run_batchnorm(batchnorm_job *J, vg_task_fn task, npy_intp elements)
+{
+    PyThreadState *gil = vg_release_gil(elements);
+    vg_parallel(vg_threads_for(J->C, 30.0 * (double)elements), J->C, task, J);
+    vg_restore_gil(gil);
+}
+
 /* batchnorm_forward(x, gamma, beta, mean or None, var or None, eps) -> (y, xhat, mean, var, invstd)
    Batch statistics when mean and var are None (training), else the given (running) ones. */
 VG_BOUNDARY(batchnorm_forward)
@@ -169,11 +215,8 @@ VG_BOUNDARY(batchnorm_forward)
         if (out[i] == NULL)
             goto done;
     }
-    PyThreadState *gil = vg_release_gil(PyArray_SIZE(in[0]));
-    VG_CALL(t, batchnorm_forward, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
-            PyArray_DATA(out[3]), PyArray_DATA(out[4]), PyArray_DATA(in[0]), PyArray_DATA(in[1]),
-            PyArray_DATA(in[2]), eps, given, N, C, Sp);
-    vg_restore_gil(gil);
+    batchnorm_job J = {.t = t, .given = given, .eps = eps, .N = N, .C = C, .Sp = Sp, .in = in, .out = out};
+    run_batchnorm(&J, batchnorm_forward_task, PyArray_SIZE(in[0]));
     result = PyTuple_Pack(5, out[0], out[1], out[2], out[3], out[4]);
 done:
     vg_release(in, 5);
@@ -199,11 +242,8 @@ VG_BOUNDARY(batchnorm_backward)
     if ((out[0] = vg_empty(op, PyArray_NDIM(in[0]), PyArray_DIMS(in[0]), t)) == NULL ||
         (out[1] = vg_empty(op, 1, &C, t)) == NULL || (out[2] = vg_empty(op, 1, &C, t)) == NULL)
         goto done;
-    PyThreadState *gil = vg_release_gil(PyArray_SIZE(in[0]));
-    VG_CALL(t, batchnorm_backward, PyArray_DATA(out[0]), PyArray_DATA(out[1]), PyArray_DATA(out[2]),
-            PyArray_DATA(in[0]), PyArray_DATA(in[1]), PyArray_DATA(in[2]), PyArray_DATA(in[3]), training, N, C,
-            Sp);
-    vg_restore_gil(gil);
+    batchnorm_job J = {.t = t, .training = training, .N = N, .C = C, .Sp = Sp, .in = in, .out = out};
+    run_batchnorm(&J, batchnorm_backward_task, PyArray_SIZE(in[0]));
     result = PyTuple_Pack(3, out[0], out[1], out[2]);
 done:
     vg_release(in, 4);

@@ -14,65 +14,96 @@ static void VG_T(dropout)(T *restrict y, const T *restrict x, const npy_bool *re
         y[i] = x[i] * (keep[i] ? scale : (T)0);
 }
 
-/* x (N, C, S). Training (given == 0): fills mean and var (biased) with the batch statistics;
-   otherwise uses them as they are. Then invstd, xhat and y. */
-static void VG_T(batchnorm_forward)(T *restrict y, T *restrict xhat, T *restrict mean, T *restrict var,
-                                    T *restrict invstd, const T *restrict x, const T *restrict gamma,
-                                    const T *restrict beta, double eps, int given, npy_intp N,
-                                    npy_intp C, npy_intp Sp)
+/* Sums over a channel's values in double, in BN_LANES lanes (lane i mod BN_LANES of each plane) that
+   vg_lanes_total (nn.c) adds in order at the end: the loops vectorise (one running sum would wait on each
+   addition), and the order of the additions is fixed by the shape alone, the same on any thread. */
+
+static void VG_T(lanes_add)(double *restrict lane, const T *restrict x, npy_intp n)
 {
-    const double M = (double)N * (double)Sp;
-    for (npy_intp c = 0; c < C; c++) {
-        if (!given) {
-            double sum = 0, sq = 0;
-            for (npy_intp n = 0; n < N; n++)
-                for (npy_intp s = 0; s < Sp; s++)
-                    sum += x[(n * C + c) * Sp + s];
-            const double mu = sum / M;
-            for (npy_intp n = 0; n < N; n++)
-                for (npy_intp s = 0; s < Sp; s++) {
-                    const double d = x[(n * C + c) * Sp + s] - mu;
-                    sq += d * d;
-                }
-            mean[c] = (T)mu;
-            var[c] = (T)(sq / M);
+    npy_intp i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int v = 0; v < BN_LANES; v++)
+            lane[v] += (double)x[i + v];
+    for (; i < n; i++)
+        lane[i % BN_LANES] += (double)x[i];
+}
+
+static void VG_T(lanes_add_squared_deviations)(double *restrict lane, const T *restrict x, double mu, npy_intp n)
+{
+    npy_intp i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int v = 0; v < BN_LANES; v++) {
+            const double d = (double)x[i + v] - mu;
+            lane[v] += d * d;
         }
-        const T m = mean[c], is = (T)1 / sqrt(var[c] + (T)eps), g = gamma[c], b = beta[c];
-        invstd[c] = is;
-        for (npy_intp n = 0; n < N; n++)
-            for (npy_intp s = 0; s < Sp; s++) {
-                const npy_intp k = (n * C + c) * Sp + s;
-                xhat[k] = (x[k] - m) * is;
-                y[k] = g * xhat[k] + b;
-            }
+    for (; i < n; i++) {
+        const double d = (double)x[i] - mu;
+        lane[i % BN_LANES] += d * d;
     }
 }
 
+static void VG_T(lanes_add_products)(double *restrict lane, const T *restrict a, const T *restrict b, npy_intp n)
+{
+    npy_intp i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int v = 0; v < BN_LANES; v++)
+            lane[v] += (double)a[i + v] * (double)b[i + v];
+    for (; i < n; i++)
+        lane[i % BN_LANES] += (double)a[i] * (double)b[i];
+}
+
+/* Channel c of x (N, C, Sp) (nn.c runs the channels on the thread pool). Training (given == 0): sets mean[c]
+   and var[c] (biased) to the batch statistics; otherwise uses them as they are. Then invstd[c], and xhat and
+   y of the channel. */
+static void VG_T(batchnorm_forward)(T *restrict y, T *restrict xhat, T *restrict mean, T *restrict var,
+                                    T *restrict invstd, const T *restrict x, const T *restrict gamma,
+                                    const T *restrict beta, double eps, int given, npy_intp N,
+                                    npy_intp C, npy_intp Sp, npy_intp c)
+{
+    const double M = (double)N * (double)Sp;
+    if (!given) {
+        double sum[BN_LANES] = {0}, sq[BN_LANES] = {0};
+        for (npy_intp n = 0; n < N; n++)
+            VG_T(lanes_add)(sum, x + (n * C + c) * Sp, Sp);
+        const double mu = vg_lanes_total(sum) / M;
+        for (npy_intp n = 0; n < N; n++)
+            VG_T(lanes_add_squared_deviations)(sq, x + (n * C + c) * Sp, mu, Sp);
+        mean[c] = (T)mu;
+        var[c] = (T)(vg_lanes_total(sq) / M);
+    }
+    const T m = mean[c], is = (T)1 / sqrt(var[c] + (T)eps), g = gamma[c], b = beta[c];
+    invstd[c] = is;
+    for (npy_intp n = 0; n < N; n++)
+        for (npy_intp s = 0; s < Sp; s++) {
+            const npy_intp k = (n * C + c) * Sp + s;
+            xhat[k] = (x[k] - m) * is;
+            y[k] = g * xhat[k] + b;
+        }
+}
+
+/* Channel c: gbeta[c], ggamma[c], and gx of the channel. */
 static void VG_T(batchnorm_backward)(T *restrict gx, T *restrict ggamma, T *restrict gbeta,
                                      const T *restrict go, const T *restrict xhat,
                                      const T *restrict gamma, const T *restrict invstd, int training,
-                                     npy_intp N, npy_intp C, npy_intp Sp)
+                                     npy_intp N, npy_intp C, npy_intp Sp, npy_intp c)
 {
     const double M = (double)N * (double)Sp;
-    for (npy_intp c = 0; c < C; c++) {
-        double gb = 0, gg = 0;
-        for (npy_intp n = 0; n < N; n++)
-            for (npy_intp s = 0; s < Sp; s++) {
-                const npy_intp k = (n * C + c) * Sp + s;
-                gb += go[k];
-                gg += (double)go[k] * xhat[k];
-            }
-        gbeta[c] = (T)gb;
-        ggamma[c] = (T)gg;
-        const T scale = gamma[c] * invstd[c];
-        const T mean_gb = training ? (T)(gb / M) : 0, mean_gg = training ? (T)(gg / M) : 0;
-        for (npy_intp n = 0; n < N; n++)
-            for (npy_intp s = 0; s < Sp; s++) {
-                const npy_intp k = (n * C + c) * Sp + s;
-                /* evaluation: the statistics are constants, so gx = go scale (no xhat term: 0 * inf is NaN) */
-            gx[k] = training ? (go[k] - mean_gb - xhat[k] * mean_gg) * scale : go[k] * scale;
-            }
+    double gb_lanes[BN_LANES] = {0}, gg_lanes[BN_LANES] = {0};
+    for (npy_intp n = 0; n < N; n++) {
+        VG_T(lanes_add)(gb_lanes, go + (n * C + c) * Sp, Sp);
+        VG_T(lanes_add_products)(gg_lanes, go + (n * C + c) * Sp, xhat + (n * C + c) * Sp, Sp);
     }
+    const double gb = vg_lanes_total(gb_lanes), gg = vg_lanes_total(gg_lanes);
+    gbeta[c] = (T)gb;
+    ggamma[c] = (T)gg;
+    const T scale = gamma[c] * invstd[c];
+    const T mean_gb = training ? (T)(gb / M) : 0, mean_gg = training ? (T)(gg / M) : 0;
+    for (npy_intp n = 0; n < N; n++)
+        for (npy_intp s = 0; s < Sp; s++) {
+            const npy_intp k = (n * C + c) * Sp + s;
+            /* evaluation: the statistics are constants, so gx = go scale (no xhat term: 0 * inf is NaN) */
+            gx[k] = training ? (go[k] - mean_gb - xhat[k] * mean_gg) * scale : go[k] * scale;
+        }
 }
 
 /* x (N, C > 0), t (N,) in range -> losses (N,) and softmax (N, C); diff (N, C) and sumd (N,) are scratch.

@@ -228,25 +228,28 @@ def test_bad_and_extreme_sizes(call, message):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window", [3, 2], ids=["3x3-stride-2", "2x2-stride-2"])  # 2 x 2: MaxPool2d(2)'s own kernel
 @pytest.mark.parametrize("pool", ["max", "avg"])
-def test_pooling_same_bits_with_one_and_two_threads_and_as_pytorch(pool, dtype, threads):
+def test_pooling_same_bits_with_one_and_two_threads_and_as_pytorch(pool, window, dtype, threads):
     """Pooling runs its planes on the thread pool: the same bits with 1 and 2 threads, PyTorch's values."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal((64, 6, 28, 28)).astype(dtype)
     x[3, 2, 5, 5] = np.nan  # a NaN is the maximum of its window
-    go = rng.standard_normal((64, 6, 13, 13)).astype(dtype)
+    out = (28 - window) // 2 + 1
+    go = rng.standard_normal((64, 6, out, out)).astype(dtype)
     results = []
     for n in (1, 2):
         threads(n)
         if pool == "max":
-            y, idx = C.maxpool2d_forward(x, 3, 3, 2, 2)
+            y, idx = C.maxpool2d_forward(x, window, window, 2, 2)
             results.append((y, idx, C.maxpool2d_backward(go, idx, x.shape)))
         else:
-            results.append((C.avgpool2d_forward(x, 3, 3, 2, 2), C.avgpool2d_backward(go, x.shape, 3, 3, 2, 2)))
+            results.append((C.avgpool2d_forward(x, window, window, 2, 2),
+                            C.avgpool2d_backward(go, x.shape, window, window, 2, 2)))
     for a, b in zip(*results):
         assert a.tobytes() == b.tobytes()
     xt = torch.tensor(x, requires_grad=True)
-    yt = (torch.nn.functional.max_pool2d if pool == "max" else torch.nn.functional.avg_pool2d)(xt, 3, 2)
+    yt = (torch.nn.functional.max_pool2d if pool == "max" else torch.nn.functional.avg_pool2d)(xt, window, 2)
     yt.backward(torch.tensor(go))
     y, gx = results[0][0], results[0][-1]
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-6)
@@ -275,3 +278,32 @@ def test_set_num_threads_as_torchs(threads):
     many = C.conv2d(x, w, None, 1, 1, 1, 1)
     vg.set_num_threads(1)
     np.testing.assert_array_equal(many, C.conv2d(x, w, None, 1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
+def test_batch_norm_same_bits_with_one_and_two_threads_and_as_pytorch(training, dtype, threads):
+    """Batch norm runs a task per channel on the thread pool: the same bits with 1 and 2 threads (each channel's
+    sums are its own, in a fixed order), and PyTorch's values and gradients."""
+    rng = np.random.default_rng(7)
+    x = (3 + 2 * rng.standard_normal((64, 6, 28, 28))).astype(dtype)  # a mean and spread that are not 0 and 1
+    gamma, beta = rng.standard_normal(6).astype(dtype), rng.standard_normal(6).astype(dtype)
+    mean, var = rng.standard_normal(6).astype(dtype), (1 + rng.random(6)).astype(dtype)
+    go = rng.standard_normal(x.shape).astype(dtype)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        forward = C.batchnorm_forward(x, gamma, beta, None if training else mean, None if training else var, 1e-5)
+        y, xhat, _, _, invstd = forward
+        results.append(forward + C.batchnorm_backward(go, xhat, gamma, invstd, training))
+    for a, b in zip(*results):
+        assert a.tobytes() == b.tobytes()
+    xt, gt, bt = (torch.tensor(v, requires_grad=True) for v in (x, gamma, beta))
+    yt = torch.nn.functional.batch_norm(xt, torch.tensor(mean), torch.tensor(var), gt, bt, training=training, eps=1e-5)
+    yt.backward(torch.tensor(go))
+    y, gx, ggamma, gbeta = results[0][0], results[0][5], results[0][6], results[0][7]
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(ggamma, gt.grad.numpy(), rtol=tol["rtol"], atol=tol["atol"] * x.size / 6)
+    np.testing.assert_allclose(gbeta, bt.grad.numpy(), rtol=tol["rtol"], atol=tol["atol"] * x.size / 6)
