@@ -116,5 +116,8 @@ def test_each_elementwise_op_is_one_section_with_its_functions_of_C():
         assert kernels and functions and called == kernels, (kernels, functions, called)
         exported.update(functions)
     elementwise = (CSRC / "functions.def").read_text().split("/* elementwise.c */")[1].split("/*")[0]
-    assert exported == set(re.findall(r"VG_FUNC\((\w+),", elementwise))
+    listed = set(re.findall(r"VG_FUNC\((\w+),", elementwise))
+    assert exported == listed, (f"csrc/functions.def's elementwise.c lines and the VG_BOUNDARY functions of "
+                                f"elementwise_kernels.h differ: defined but not listed {sorted(exported - listed)}, "
+                                f"listed but not defined {sorted(listed - exported)}")
     assert "VG_BOUNDARY(" not in strip_comments((CSRC / "elementwise.c").read_text())

@@ -63,3 +63,21 @@ def test_unbuilt_source_folder_in_front_of_an_installed_copy_says_so(tmp_path):
 def test_the_slow_list_names_existing_test_files():
     for name in SLOW:
         assert os.path.isfile(os.path.join(TESTS, name)), f'conftest.SLOW names {name}, which does not exist'
+
+
+def test_extension_built_without_a_listed_function_names_it_and_functions_def(tmp_path):
+    """A VG_FUNC line in csrc/functions.def whose function was never written still links (an extension may leave
+    symbols to load time), and importing it fails with "undefined symbol": the message names the function and
+    what to write, not "not built"."""
+    target = source_copy(tmp_path)
+    c_file = tmp_path / 'ext.c'
+    c_file.write_text('extern void *vg_example_forward(void);\n'
+                      'void *PyInit__C(void) { return vg_example_forward(); }\n')
+    suffix = next(s for s in __import__('importlib.machinery').machinery.EXTENSION_SUFFIXES if s.startswith('.cpython'))
+    subprocess.run(['gcc', '-shared', '-fPIC', '-o', str(target / ('_C' + suffix)), str(c_file)], check=True,
+                   timeout=120)
+    result = run_in(tmp_path)
+    message = result.stdout
+    assert message.startswith('ImportError:'), result.stdout + result.stderr
+    assert 'without the function example_forward' in message and 'VG_BOUNDARY(example_forward)' in message
+    assert 'functions.def' in message and 'not built' not in message

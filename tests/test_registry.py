@@ -17,7 +17,7 @@ The README is not a list to keep complete (`python -m vgrad ops` lists every op,
 user-facing lists name must exist, and that is all that is checked of it.
 
 The checks of one op are one function, problems(op, world), over a snapshot of everything that lists ops (a
-World). Each built-in op must have none; the throwaway Tanh at the end, an op as a newcomer would write it,
+World). Each built-in op must have none; the throwaway ExampleTanh at the end, an op as a newcomer would write it,
 shows that it is complete with its class, its kernels in C and their lines in csrc/functions.def, and that each
 missing piece is reported, once, saying what is missing and where it goes.
 """
@@ -36,7 +36,7 @@ import pytest
 
 import vgrad as vg
 import vgrad._C as C
-from vgrad import _C  # the name by which the ops call their kernels (the throwaway Tanh's below are never run)
+from vgrad import _C  # the name by which the ops call their kernels (the throwaway ExampleTanh's below are never run)
 import vgrad.nn_ops as vnn
 import vgrad.ops as vops
 from op_table import KERNEL_OWNERS, TABLE, Sample, c_calls, c_entry_points, declared_calls, entry
@@ -283,24 +283,25 @@ def test_every_function_of_C_is_checked_against_numpy():
 
 
 # ------------------------------------------------------------------------------------------------
-# Adding an op: a throwaway Tanh, never added to vgrad, and what the checks above say about it
+# Adding an op: a throwaway ExampleTanh (a tanh under a name no real op takes, so that adding a real Tanh, as the
+# docstring of vgrad/ops.py suggests, clashes with nothing here), never added to vgrad, and what the checks above say
 # ------------------------------------------------------------------------------------------------
 
 
-class Tanh(vg.Op):
+class ExampleTanh(vg.Op):
     """Element-wise hyperbolic tangent, as a newcomer would write it in vgrad/ops.py (it stays here)."""
 
-    kernels = ("tanh_forward", "tanh_backward")
+    kernels = ("example_tanh_forward", "example_tanh_backward")
     tests = vops.UnaryElementwise(domain="real", saved="y", float32_exact=False, several_operations=True)
 
     @staticmethod
     def forward(context, x):
-        context["y"] = y = _C.tanh_forward(x)  # not run: c_functions_called reads it
+        context["y"] = y = _C.example_tanh_forward(x)  # not run: c_functions_called reads it
         return y
 
     @staticmethod
     def backward(context, go):
-        return _C.tanh_backward(go, context["y"])
+        return _C.example_tanh_backward(go, context["y"])
 
     class Reference(vg.Op):
         @staticmethod
@@ -314,30 +315,30 @@ class Tanh(vg.Op):
 
 
 class TanhWithoutTests(vg.Op):
-    """Tanh, its test inputs forgotten."""
+    """ExampleTanh, its test inputs forgotten."""
 
-    kernels = ("tanh_forward", "tanh_backward")
+    kernels = ("example_tanh_forward", "example_tanh_backward")
 
     @staticmethod
     def forward(context, x):
-        context["y"] = y = _C.tanh_forward(x)
+        context["y"] = y = _C.example_tanh_forward(x)
         return y
 
     @staticmethod
     def backward(context, go):
-        return _C.tanh_backward(go, context["y"])
+        return _C.example_tanh_backward(go, context["y"])
 
-    Reference = Tanh.Reference
-
-
-TanhWithoutTests.__name__ = "Tanh"  # the same op, as its error messages and csrc/functions.def name it
-
-TANH_KERNELS = frozenset(Tanh.kernels)
-TANH_DOCS = {"tanh_forward": "tanh_forward(x) -> tanh(x)  (Tanh)",  # its lines in csrc/functions.def
-             "tanh_backward": "tanh_backward(go, y) -> go * (1 - y**2)  (Tanh)"}
+    Reference = ExampleTanh.Reference
 
 
-def with_tanh(op=Tanh, registered=True, c=True):
+TanhWithoutTests.__name__ = "ExampleTanh"  # the same op, as its error messages and csrc/functions.def name it
+
+TANH_KERNELS = frozenset(ExampleTanh.kernels)
+TANH_DOCS = {"example_tanh_forward": "example_tanh_forward(x) -> tanh(x)  (ExampleTanh)",  # in csrc/functions.def
+             "example_tanh_backward": "example_tanh_backward(go, y) -> go * (1 - y**2)  (ExampleTanh)"}
+
+
+def with_tanh(op=ExampleTanh, registered=True, c=True):
     """WORLD with `op` added: appended to ALL_OPS (so that vgrad exports it) when `registered` (its class written in
     vgrad/ops.py), its kernels written and listed in csrc/functions.def when `c`."""
     ops = OPS + (op,) if registered else OPS
@@ -346,25 +347,25 @@ def with_tanh(op=Tanh, registered=True, c=True):
 
 
 def test_a_new_op_takes_its_class_its_kernels_and_their_functions_def_lines():
-    """With those three, Tanh is complete: its test entry, the valid calls of its kernels and their property tests
+    """With those three, ExampleTanh is complete: its test entry, the valid calls of its kernels, their property tests
     are derived from its class, and no function of vgrad._C lacks an owner. Nothing else names it: not the README,
     not a list of the tests."""
     world = with_tanh()
-    assert problems(Tanh, world) == []
+    assert problems(ExampleTanh, world) == []
     assert unowned_functions(world) == []
-    tanh_entry = entry(Tanh)
+    tanh_entry = entry(ExampleTanh)
     samples = tanh_entry.samples(np.dtype(np.float64), np.random.default_rng(0))
     assert samples and all(len(s.inputs) == 1 for s in samples) and tanh_entry.special.inputs
-    assert set(declared_calls([Tanh])) == TANH_KERNELS
-    assert unary_families([Tanh]) == ({"tanh_forward": False}, {"tanh_backward": ("y", True)})
-    assert derived_checks([Tanh]) == TANH_KERNELS
+    assert set(declared_calls([ExampleTanh])) == TANH_KERNELS
+    assert unary_families([ExampleTanh]) == ({"example_tanh_forward": False}, {"example_tanh_backward": ("y", True)})
+    assert derived_checks([ExampleTanh]) == TANH_KERNELS
 
 
 @pytest.mark.parametrize("missing", ["kernels", "tests"])
 def test_a_new_op_missing_one_piece_is_refused(missing):
     """Each piece left out gives exactly one complaint (the class itself: the next test)."""
     if missing == "kernels":  # not written in C, or not listed in csrc/functions.def: vgrad._C does not export them
-        op, world, says = Tanh, with_tanh(c=False), "which vgrad._C does not export: write the kernels"
+        op, world, says = ExampleTanh, with_tanh(c=False), "which vgrad._C does not export: write the kernels"
     else:  # the class written without its test inputs
         op, world, says = TanhWithoutTests, with_tanh(TanhWithoutTests), "declares no test inputs: add `tests = ...`"
     found = problems(op, world)
@@ -384,7 +385,7 @@ def test_a_new_op_without_test_inputs_is_refused_saying_where_they_go():
 
 
 def test_a_new_op_in_no_list_is_refused_for_each_missing_piece():
-    """Tanh as it stands (in no list, no C kernels): every missing piece is reported, each naming where it goes."""
+    """ExampleTanh as it stands (in no list, no C kernels): every missing piece is reported, each saying where."""
     found = "\n".join(problems(TanhWithoutTests))
     for where_to in ["csrc/functions.def", "vgrad/__init__.py", "vgrad/op_inputs.py"]:
         assert where_to in found, f"no complaint pointing at {where_to} in:\n{found}"
@@ -394,9 +395,9 @@ def test_an_op_declared_by_samples_needs_its_calls_and_property_tests_written():
     """The one kind whose valid calls and property tests are not derived: leaving them out is reported."""
 
     class Scale(vg.Op):
-        kernels = ("tanh_forward", "tanh_backward")  # (kernels that exist in the World below)
+        kernels = ("example_tanh_forward", "example_tanh_backward")  # (kernels that exist in the World below)
         tests = vops.Samples(domains=("real",), cases=(vops.Case((3, 4)),), special=vops.Call(vops.SPECIAL))
-        forward, backward, Reference = Tanh.forward, Tanh.backward, Tanh.Reference
+        forward, backward, Reference = ExampleTanh.forward, ExampleTanh.backward, ExampleTanh.Reference
 
     found = "\n".join(problems(Scale, with_tanh(Scale)))
     assert "c_calls()" in found and "tests/test_properties.py" in found, found
@@ -406,27 +407,28 @@ def test_a_new_op_without_its_kernels_or_calling_others_is_refused():
     class Bare(vg.Op):
         @staticmethod
         def forward(context, x):
-            return _C.tanh_forward(x)
+            return _C.example_tanh_forward(x)
 
     assert "declares no kernels" in problems(Bare, with_tanh())[0]
 
-    class Stray(Tanh):
-        kernels = ("tanh_forward",)  # calls tanh_backward too, which no op of the world owns
-        Reference = Tanh.Reference
+    class Stray(ExampleTanh):
+        kernels = ("example_tanh_forward",)  # calls example_tanh_backward too, which no op of the world owns
+        Reference = ExampleTanh.Reference
 
         @staticmethod
         def backward(context, go):
-            return _C.tanh_backward(go, context["y"])
+            return _C.example_tanh_backward(go, context["y"])
 
     found = "\n".join(problems(Stray, with_tanh(registered=False)))
-    assert "calls ['tanh_backward'] of vgrad._C, which no op names in its kernels" in found
+    assert "calls ['example_tanh_backward'] of vgrad._C, which no op names in its kernels" in found
 
 
 def test_a_functions_def_line_not_naming_its_op_is_refused():
     world = with_tanh()
-    world.functions["tanh_backward"] = "tanh_backward(go, y) -> go * (1 - y**2)"
-    found = problems(Tanh, world)
-    assert len(found) == 1 and "docstrings of ['tanh_backward'] in csrc/functions.def do not name Tanh" in found[0]
+    world.functions["example_tanh_backward"] = "example_tanh_backward(go, y) -> go * (1 - y**2)"
+    found = problems(ExampleTanh, world)
+    says = "docstrings of ['example_tanh_backward'] in csrc/functions.def do not name ExampleTanh"
+    assert len(found) == 1 and says in found[0]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -25,7 +25,10 @@ Adding an op, say Tanh, takes
      `kernels = ('tanh_forward', 'tanh_backward')` and its test inputs, for an element-wise op of one input like
      Tanh `tests = UnaryElementwise(...)`;
   2. its kernels, forward beside backward, and the functions of vgrad._C that call them, in one C file of csrc/
-     (an element-wise op: a section of csrc/elementwise_kernels.h, copied from ReLU's);
+     (an element-wise op: a section of csrc/elementwise_kernels.h, copied from ReLU's; float64 must give
+     NumPy's bits, so a formula with a NumPy function other than exp and log, such as np.tanh, needs NumPy's
+     own loop for it, which npyloops.c and vgrad.h then look up as they do exp's and log's: libm's tanh
+     differs from NumPy's in the last bit);
   3. a line per kernel in csrc/functions.def, the table of what vgrad._C exports.
 vgrad/__init__.py exports it by itself (from ALL_OPS), and the tests build its samples, special values, valid calls
 of its kernels and property tests from `tests`. tests/test_registry.py fails, saying what to add where, until each
