@@ -195,15 +195,16 @@ static inline __attribute__((always_inline)) void VG_T(wide_conv_driver)(
 
 /* ---- wide_corr: gw[o, t] += sum_m g[o, m] in[m + off[t]] for one input channel ----------------------------
    g: (O, mr) with row stride mr (0 wherever a position is not an output); in: one plane, readable up to
-   mr - 1 + off[KK - 1]. The sums stay in their vl lanes: gw holds vl partial sums per weight, (O, KK, vl)
-   with a row stride of ldw weights, and gw[(o ldw + t) vl + v] += the lane v of a block's vector. A chunk's
-   images add into those lanes, and direct_backward_task adds each weight's lanes once per chunk:
-   adding 16 lanes for every weight of every image cost more than the products on the course's small
-   images. (vl fixes the order of the sums: the same for any number of threads.) */
+   mr - 1 + off[KK - 1]. gw: (O, KK) with a row stride of ldw weights, whose sums stay in their vl lanes
+   when `keep` (then gw holds vl partial sums per weight, (O, KK, vl), and gw[(o ldw + t) vl + v] += the lane v
+   of a block's vector), else each vector's lanes are added in order into gw[o ldw + t]. With several images
+   to a chunk, direct_backward_task keeps the lanes and adds each weight's once per chunk: adding 16 lanes for
+   every weight of every image cost more than the products on the course's small images. (vl and the chunks
+   fix the order of the sums: the same for any number of threads.) */
 
 static inline __attribute__((always_inline)) void VG_T(wide_corr_block)(
     T *restrict gw, npy_intp ldw, const T *restrict g, npy_intp mr, const T *restrict in,
-    const npy_intp *restrict off, const int OB, const int TB, const int vl, const int fused)
+    const npy_intp *restrict off, const int OB, const int TB, const int vl, const int fused, const int keep)
 {
     T acc[4][6][16]; /* [OB][TB][vl]: OB <= 4, TB <= 6, vl <= 16 in every version below */
     for (int o = 0; o < OB; o++)
@@ -221,46 +222,60 @@ static inline __attribute__((always_inline)) void VG_T(wide_corr_block)(
                     acc[o][t][v] = fused ? fma(gv[v], xv[v], acc[o][t][v]) : acc[o][t][v] + gv[v] * xv[v];
             }
     for (int o = 0; o < OB; o++)
-        for (int t = 0; t < TB; t++)
-            for (int v = 0; v < vl; v++)
-                gw[(o * ldw + t) * vl + v] += acc[o][t][v];
+        for (int t = 0; t < TB; t++) {
+            T *w = gw + (o * ldw + t) * (keep ? vl : 1);
+            if (keep)
+                for (int v = 0; v < vl; v++)
+                    w[v] += acc[o][t][v];
+            else {
+                T s = 0;
+                for (int v = 0; v < vl; v++)
+                    s += acc[o][t][v];
+                *w += s;
+            }
+        }
 }
 
 /* All taps of OB outputs, in blocks of TBMAX taps. */
 static inline __attribute__((always_inline)) void VG_T(wide_corr_rows)(
     T *restrict gw, npy_intp ldw, const T *restrict g, npy_intp mr, const T *restrict in, npy_intp KK,
-    const npy_intp *restrict off, const int OB, const int TBMAX, const int vl, const int fused)
+    const npy_intp *restrict off, const int OB, const int TBMAX, const int vl, const int fused, const int keep)
 {
     for (npy_intp t = 0; t < KK; t += TBMAX) {
-        T *dst = gw + t * vl;
+        T *dst = gw + t * (keep ? vl : 1);
         const npy_intp *ot = off + t;
         switch (KK - t < TBMAX ? KK - t : TBMAX) {
-        case 1: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 1, vl, fused); break;
-        case 2: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 2, vl, fused); break;
-        case 3: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 3, vl, fused); break;
-        case 4: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 4, vl, fused); break;
-        case 5: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, TBMAX >= 5 ? 5 : 1, vl, fused); break;
-        default: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, TBMAX >= 6 ? 6 : 1, vl, fused); break;
+        case 1: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 1, vl, fused, keep); break;
+        case 2: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 2, vl, fused, keep); break;
+        case 3: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 3, vl, fused, keep); break;
+        case 4: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, 4, vl, fused, keep); break;
+        case 5: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, TBMAX >= 5 ? 5 : 1, vl, fused, keep); break;
+        default: VG_T(wide_corr_block)(dst, ldw, g, mr, in, ot, OB, TBMAX >= 6 ? 6 : 1, vl, fused, keep); break;
         }
     }
 }
 
-/* gw (O, C, KK, vl lanes) += the correlation of g (O, mr) with every channel of in (C planes `plane` apart). */
+/* gw (O, C, KK, and vl lanes when keep) += the correlation of g (O, mr) with every channel of in (C planes
+   `plane` apart). */
 static inline __attribute__((always_inline)) void VG_T(wide_corr_driver)(
     T *restrict gw, const T *restrict g, npy_intp mr, const T *restrict in, npy_intp plane, npy_intp C,
-    npy_intp O, npy_intp KK, const npy_intp *restrict off, const int OBMAX, const int TBMAX, const int vl,
-    const int fused)
+    npy_intp O, npy_intp KK, const npy_intp *restrict off, const int keep, const int OBMAX, const int TBMAX,
+    const int vl, const int fused)
 {
     const npy_intp ldw = C * KK;
     for (npy_intp c = 0; c < C; c++)
         for (npy_intp o = 0; o < O; o += OBMAX) {
-            T *dst = gw + (o * ldw + c * KK) * vl;
+            T *dst = gw + (o * ldw + c * KK) * (keep ? vl : 1);
             const T *go = g + o * mr, *src = in + c * plane;
             switch (O - o < OBMAX ? O - o : OBMAX) {
-            case 1: VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, 1, TBMAX, vl, fused); break;
-            case 2: VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, 2, TBMAX, vl, fused); break;
-            case 3: VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, OBMAX >= 3 ? 3 : 1, TBMAX, vl, fused); break;
-            default: VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, OBMAX >= 4 ? 4 : 1, TBMAX, vl, fused); break;
+            case 1: VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, 1, TBMAX, vl, fused, keep); break;
+            case 2: VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, 2, TBMAX, vl, fused, keep); break;
+            case 3:
+                VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, OBMAX >= 3 ? 3 : 1, TBMAX, vl, fused, keep);
+                break;
+            default:
+                VG_T(wide_corr_rows)(dst, ldw, go, mr, src, KK, off, OBMAX >= 4 ? 4 : 1, TBMAX, vl, fused, keep);
+                break;
             }
         }
 }
@@ -273,7 +288,7 @@ static inline __attribute__((always_inline)) void VG_T(wide_corr_driver)(
 typedef void (*VG_T(wide_conv_fn))(T *restrict, npy_intp, const T *restrict, npy_intp, const T *restrict, npy_intp,
                                    npy_intp, npy_intp, const npy_intp *restrict, const T *restrict);
 typedef void (*VG_T(wide_corr_fn))(T *restrict, const T *restrict, npy_intp, const T *restrict, npy_intp, npy_intp,
-                                   npy_intp, npy_intp, const npy_intp *restrict);
+                                   npy_intp, npy_intp, const npy_intp *restrict, int);
 
 #define VG_VL(bytes) ((int)((bytes) / sizeof(T)))
 
@@ -285,9 +300,13 @@ static void VG_T(wide_conv_generic)(T *restrict out, npy_intp mr, const T *restr
 }
 
 static void VG_T(wide_corr_generic)(T *restrict gw, const T *restrict g, npy_intp mr, const T *restrict in,
-                                    npy_intp plane, npy_intp C, npy_intp O, npy_intp KK, const npy_intp *restrict off)
+                                    npy_intp plane, npy_intp C, npy_intp O, npy_intp KK, const npy_intp *restrict off,
+                                    int keep)
 {
-    VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 2, 5, VG_VL(16), VG_GENERIC_FMA);
+    if (keep) /* a constant in each copy of the inlined loops */
+        VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 1, 2, 5, VG_VL(16), VG_GENERIC_FMA);
+    else
+        VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 0, 2, 5, VG_VL(16), VG_GENERIC_FMA);
 }
 
 #if VG_SIMD_TARGETS
@@ -300,9 +319,12 @@ VG_TARGET_V3 static void VG_T(wide_conv_avx2)(T *restrict out, npy_intp mr, cons
 
 VG_TARGET_V3 static void VG_T(wide_corr_avx2)(T *restrict gw, const T *restrict g, npy_intp mr, const T *restrict in,
                                               npy_intp plane, npy_intp C, npy_intp O, npy_intp KK,
-                                              const npy_intp *restrict off)
+                                              const npy_intp *restrict off, int keep)
 {
-    VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 2, 5, VG_VL(32), 1);
+    if (keep)
+        VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 1, 2, 5, VG_VL(32), 1);
+    else
+        VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 0, 2, 5, VG_VL(32), 1);
 }
 
 VG_TARGET_V4 static void VG_T(wide_conv_avx512)(T *restrict out, npy_intp mr, const T *restrict in, npy_intp plane,
@@ -314,9 +336,12 @@ VG_TARGET_V4 static void VG_T(wide_conv_avx512)(T *restrict out, npy_intp mr, co
 
 VG_TARGET_V4 static void VG_T(wide_corr_avx512)(T *restrict gw, const T *restrict g, npy_intp mr,
                                                 const T *restrict in, npy_intp plane, npy_intp C, npy_intp O,
-                                                npy_intp KK, const npy_intp *restrict off)
+                                                npy_intp KK, const npy_intp *restrict off, int keep)
 {
-    VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 4, 5, VG_VL(64), 1);
+    if (keep)
+        VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 1, 4, 5, VG_VL(64), 1);
+    else
+        VG_T(wide_corr_driver)(gw, g, mr, in, plane, C, O, KK, off, 0, 4, 5, VG_VL(64), 1);
 }
 #endif
 
@@ -436,15 +461,18 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
     const wide *L = &J->fw, *B = &J->bw;
     const npy_intp wsize = g->o * g->c * L->kk;
     T *part = (T *)J->part + chunk * (wsize + g->o), *gb = part + wsize;
-    const npy_intp lanes = VG_T(wide_corr_lanes)(J->level);
+    const npy_intp first = chunk * J->chunk, last = first + J->chunk < g->n ? first + J->chunk : g->n;
+    /* the lanes pay for their final sums when a chunk has several images (the chunks depend on N alone) */
+    const int keep = last - first >= 2;
+    const npy_intp lanes = keep ? VG_T(wide_corr_lanes)(J->level) : 1;
     T *gw_lanes = (T *)(J->scratch + thread * J->scratch_bytes), *xs = gw_lanes + wsize * (64 / sizeof(T));
     T *gwide = xs + L->size;
     T *gpad = gwide + g->o * L->mr, *gxwide = gpad + (J->gx ? B->size : 0);
     VG_T(wide_conv_fn) conv = VG_T(pick_wide_conv)(J->level);
     VG_T(wide_corr_fn) corr = VG_T(pick_wide_corr)(J->level);
     memset(part, 0, sizeof(T) * (size_t)(wsize + g->o));
-    memset(gw_lanes, 0, sizeof(T) * (size_t)(wsize * lanes));
-    const npy_intp first = chunk * J->chunk, last = first + J->chunk < g->n ? first + J->chunk : g->n;
+    if (keep)
+        memset(gw_lanes, 0, sizeof(T) * (size_t)(wsize * lanes));
     for (npy_intp n = first; n < last; n++) {
         const T *go = (const T *)J->go + n * g->o * g->p;
         VG_T(pad_image)(xs, J, n);
@@ -456,7 +484,7 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
             gb[o] += VG_T(vg_pairwise_sum)(go + o * g->p, g->p);
         }
         if (VG_T(all_finite)(xs, L->size))
-            corr(gw_lanes, gwide, L->mr, xs, L->plane, g->c, g->o, L->kk, L->off);
+            corr(keep ? gw_lanes : part, gwide, L->mr, xs, L->plane, g->c, g->o, L->kk, L->off, keep);
         else /* a 0 at a thrown-away position times an infinity would make a NaN */
             VG_T(conv_exact_gw)(part, go, xs, g, L);
         if (J->gx == NULL)
@@ -472,7 +500,7 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
         conv(gxwide, B->mr, gpad, B->plane, J->wflip, g->o, g->c, B->kk, B->off, NULL);
         VG_T(compact_wide)(gx, gxwide, B->mr, B->wp, g->c, g->h, g->w);
     }
-    for (npy_intp i = 0; i < wsize; i++) { /* the lanes of each weight, halved in a fixed order (vectorised) */
+    for (npy_intp i = 0; keep && i < wsize; i++) { /* the lanes of each weight, halved in a fixed order (vectorised) */
         T *l = gw_lanes + i * lanes;
         for (npy_intp half = lanes / 2; half > 0; half /= 2)
             for (npy_intp v = 0; v < half; v++)
