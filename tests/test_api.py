@@ -270,3 +270,40 @@ def test_errors_hold_under_python_O():
     assert len(lines) == 5 and all(line.startswith("OK") for line in lines), res.stdout
     assert "Add" in lines[0].split(" ", 3)[3] and "(2, 3)" in lines[0]
     assert "Select" in lines[2].split(" ", 3)[3]
+
+
+def _subnormal_gradient(rng, shape):
+    g = rng.standard_normal(shape).astype(np.float32)
+    g[rng.random(shape) < 0.1] = np.float32(-3e-40)  # as saturated sigmoids leave in a float32 MLP's gradient
+    return g
+
+
+def test_float32_products_count_subnormal_operands_as_zeros(rng):
+    """float32 matrix products (MatrixMultiply, BatchMM, Affine, the convolution's BLAS path) flush subnormal
+    operands to zero, as a CPU's flush-to-zero mode would: OpenBLAS's float32 product runs 10-50x slower on them.
+    The result is the product of the flushed operands: within float32's rounding of the exact product."""
+    go, x = _subnormal_gradient(rng, (64, 300)), rng.random((64, 50)).astype(np.float32) * 255
+    exact = go.T.astype(np.float64) @ x.astype(np.float64)
+    bound = 2 * 64 * np.finfo(np.float32).eps * (np.abs(go.T.astype(np.float64)) @ x)
+    for got in (vg.MatrixMultiply.forward({}, go.T, x),  # and a Linear layer's weight gradient, go^T x:
+                vg.BatchMM.backward({"matrix": np.ones((300, 50), np.float32), "vectors": x}, go)[0]):
+        assert got.dtype == np.float32
+        assert (np.abs(got - exact) <= bound).all()
+    tiny = np.zeros((4, 64), np.float32) + np.float32(1e-40)  # every term subnormal: the product is 0
+    assert not vg.MatrixMultiply.forward({}, tiny, x).any()
+    np.testing.assert_array_less(0, tiny.astype(np.float64) @ x[:, :1] + 1)  # (exactly: about 1e-36, not 0)
+
+
+def test_float32_subnormals_meet_inf_as_numpy(rng):
+    """Where the other operand holds an inf or NaN, subnormals are kept: subnormal * inf is inf, not 0 * inf = NaN."""
+    a = np.array([[3e-40, 1.0]], np.float32)
+    b = np.array([[np.inf], [1.0]], np.float32)
+    np.testing.assert_array_equal(vg.MatrixMultiply.forward({}, a, b), a @ b)
+    assert vg.MatrixMultiply.forward({}, a, b)[0, 0] == np.inf
+
+
+def test_float64_subnormals_are_kept(rng):
+    """float64 products stay NumPy's bit for bit, subnormals and all."""
+    a = np.array([[3e-310, 1e-300]]), np.array([[1e-10], [1e-10]])
+    np.testing.assert_array_equal(vg.MatrixMultiply.forward({}, *a), a[0] @ a[1])
+    assert vg.MatrixMultiply.forward({}, *a)[0, 0] != 0

@@ -9,8 +9,9 @@ Each op stores in `context` what vugrad stores, under the same keys, so code tha
 
 Conventions (see csrc/vgrad.h): float64 results are bit-identical to the Reference's, which are vugrad's: the
 kernels run NumPy's own exp, log and sum loops and np.matmul, and do their arithmetic in the formula's
-order. float32 inputs give float32 results by faster paths, which may differ from NumPy's in the last bits;
-mixed float32/float64 inputs are computed in float64. For any other dtype (integers, bool, float16) the op
+order. float32 inputs give float32 results by faster paths, which may differ from NumPy's in the last bits (and
+whose matrix products count subnormal operands as zeros, see vg_matmul); mixed float32/float64 inputs are computed
+in float64. For any other dtype (integers, bool, float16) the op
 runs its Reference, so the result has the dtype NumPy gives (int64 + int64 is int64), as in vugrad: each
 op's forward and backward is a `_C.with_reference` of the C-backed method and the Reference's (see the end
 of this file), and a kernel declines what it does not compute. Any memory layout works.
