@@ -140,8 +140,20 @@ def gaps_section(s):
     lines = []
     for e in missed:
         t = e['target']
-        value = fmt_pct(e['value']) if t.metric == 'gemm' else fmt_ratio(e['value'])
+        value = (fmt_pct(e['value']) if t.metric == 'gemm' else
+                 f"{1 / e['value']:.2f}× its matmuls" if t.metric == 'floor' else fmt_ratio(e['value']))
         lines.append(f"- **{t.workload}, {t.text}**: measured {value}.")
+        floor, stats = s['floor'].get(t.workload), s['stats'].get(t.workload, {})
+        if t.metric == 'floor' and floor and t.versus in stats:
+            outside = {r: stats[r]['median'] - floor for r in (t.versus, 'vugrad', 'vugrad_churned') if r in stats}
+            lines.append(f"  The epoch's matrix products at NumPy's speed take {floor:.2f} s, so the target leaves "
+                         f"{0.3 * floor:.2f} s for everything else; {ROWS[t.versus].label} spends "
+                         f"{outside[t.versus]:.2f} s outside the products"
+                         + ''.join(f", {ROWS[r].label} {v:.2f} s" for r, v in outside.items() if r != t.versus)
+                         + ". That time is the sigmoid and its gradient on the 128×3136 hidden layer, the bias as "
+                         "Expand and Add, the loss op by op, and the course loop's own parameter update "
+                         "(`p.value -= lr * p.grad`, NumPy's: a temporary and two passes over the 2.5M weights per "
+                         "step, which vgrad does not run).")
         gemm = s['gemm'].get(t.workload)
         ceiling = p.get(f"w2_shapes_{'float32' if t.workload == 'W3' else 'float64'}")
         if not gemm or not ceiling:
