@@ -73,6 +73,8 @@ typedef struct {
     const void *x, *w, *b;    /* b may be NULL */
     const void *go;
     void *y, *gx;             /* gx NULL: not wanted */
+    int relu;                 /* forward: y is the ReLU of the convolution (ConvolutionReLU) */
+    const void *relu_y;       /* backward, not NULL: that ReLU's output y, so the gradient is go where y > 0 */
     /* direct path */
     wide fw, bw;              /* the layouts of x, and of go padded for the input gradient */
     const void *wflip;        /* the filters of the input gradient */
@@ -262,15 +264,18 @@ static PyObject *first_columns(PyArrayObject *m, npy_intp cols)
 
 /* ---- conv2d: the forward pass -------------------------------------------------------------------------- */
 
-/* y[n, o] = b[o] (or 0) everywhere: the convolution of images with no channels. */
-static void fill_bias(int t, void *y, const void *b, const geometry *g)
+/* y[n, o] = b[o] (or 0) everywhere, or its ReLU: the convolution of images with no channels. */
+static void fill_bias(int t, void *y, const void *b, int relu, const geometry *g)
 {
     for (npy_intp k = 0; k < g->n * g->o; k++)
         for (npy_intp i = 0; i < g->p; i++) {
-            if (t == NPY_FLOAT)
-                ((float *)y)[k * g->p + i] = b ? ((const float *)b)[k % g->o] : 0;
-            else
-                ((double *)y)[k * g->p + i] = b ? ((const double *)b)[k % g->o] : 0;
+            if (t == NPY_FLOAT) {
+                const float v = b ? ((const float *)b)[k % g->o] : 0;
+                ((float *)y)[k * g->p + i] = relu ? vg_relu_f32(v) : v;
+            } else {
+                const double v = b ? ((const double *)b)[k % g->o] : 0;
+                ((double *)y)[k * g->p + i] = relu ? vg_relu_f64(v) : v;
+            }
         }
 }
 
@@ -341,10 +346,9 @@ static int forward_blas(PyObject *module, const char *op, int t, conv_job *J, Py
     return status;
 }
 
-/* conv2d(x, w, b or None, sh, sw, ph, pw) -> y */
-VG_BOUNDARY(conv2d)
+/* conv2d(x, w, b or None, sh, sw, ph, pw) -> y, and with `relu` its ReLU (conv2d_relu) */
+static PyObject *convolve(PyObject *module, const char *op, PyObject *const *args, Py_ssize_t nargs, int relu)
 {
-    const char *op = "Convolution";
     PyArrayObject *in[3] = {NULL, NULL, NULL}, *y = NULL;
     geometry g;
     int t;
@@ -361,10 +365,10 @@ VG_BOUNDARY(conv2d)
     if ((y = vg_empty(op, 4, y_dims, t)) == NULL || PyArray_SIZE(y) == 0)
         goto done;
     conv_job J = {.g = &g, .level = vg_simd_level(), .x = PyArray_DATA(in[0]), .w = PyArray_DATA(in[1]),
-                  .b = with_bias ? PyArray_DATA(in[2]) : NULL, .y = PyArray_DATA(y)};
+                  .b = with_bias ? PyArray_DATA(in[2]) : NULL, .y = PyArray_DATA(y), .relu = relu};
     int status;
     if (g.c == 0) { /* (no channels: kh kw may be anything, even too large to multiply) */
-        fill_bias(t, J.y, J.b, &g);
+        fill_bias(t, J.y, J.b, relu, &g);
         status = 0;
     } else if (use_direct(&g))
         status = forward_direct(op, t, &J, itemsize);
@@ -375,6 +379,16 @@ VG_BOUNDARY(conv2d)
 done:
     vg_release(in, 3);
     return (PyObject *)y;
+}
+
+VG_BOUNDARY(conv2d)
+{
+    return convolve(module, "Convolution", args, nargs, 0);
+}
+
+VG_BOUNDARY(conv2d_relu)
+{
+    return convolve(module, "ConvolutionReLU", args, nargs, 1);
 }
 
 /* ---- conv2d_grad: the backward pass -------------------------------------------------------------------- */
@@ -405,7 +419,8 @@ static int backward_direct(const char *op, int t, conv_job *J, void *gw, void *g
     }
     npy_intp lanes; /* the weight gradient's lanes: wsize x 64 bytes (conv_kernels.h, wide_corr) */
     if (vg_mul_sizes(op, "the weight gradient's lanes", wsize, 64 / itemsize, &lanes) < 0 ||
-        add_sizes(op, "the scratch of an image", bytes, lanes, &bytes) < 0)
+        add_sizes(op, "the scratch of an image", bytes, lanes, &bytes) < 0 ||
+        (J->relu_y && add_sizes(op, "the scratch of an image", bytes, g->o * g->p, &bytes) < 0))
         return -1;
     const int threads = vg_threads_for(chunks, (double)g->np * (double)wsize * (J->gx ? 2 : 1));
     if (vg_mul_sizes(op, "the scratch of an image", bytes, itemsize, &bytes) < 0 ||
@@ -528,18 +543,20 @@ static int backward_blas(PyObject *module, const char *op, int t, conv_job *J, P
 }
 
 /* conv2d_grad(go, x, w, sh, sw, ph, pw, with_bias, needs_x) -> (gx or None, gw[, gb]); gx is None when
-   needs_x is false (the input is data: its gradient would be work wasted) */
-VG_BOUNDARY(conv2d_grad)
+   needs_x is false (the input is data: its gradient would be work wasted). With `relu`, conv2d_relu_grad:
+   the same arguments and then y, conv2d_relu's output, and go is the gradient of y. */
+static PyObject *convolve_grad(PyObject *module, const char *op, PyObject *const *args, Py_ssize_t nargs, int relu)
 {
-    const char *op = "Convolution backward";
-    PyArrayObject *in[3] = {NULL, NULL, NULL}; /* go, x, w */
-    PyArrayObject *gx = NULL, *gw = NULL, *gb = NULL;
+    PyArrayObject *in[4] = {NULL, NULL, NULL, NULL}; /* go, x, w, and y with relu */
+    PyArrayObject *gx = NULL, *gw = NULL, *gb = NULL, *masked = NULL;
     PyObject *result = NULL;
     geometry g;
     int t, with_bias, needs_x;
-    if (vg_check_nargs(op, nargs, 9) < 0 || parse_window(op, args + 3, &g) < 0 ||
-        (with_bias = PyObject_IsTrue(args[7])) < 0 || (needs_x = PyObject_IsTrue(args[8])) < 0 ||
-        (t = vg_prepare(op, args, 3, in)) < 0)
+    if (vg_check_nargs(op, nargs, relu ? 10 : 9) < 0 || parse_window(op, args + 3, &g) < 0 ||
+        (with_bias = PyObject_IsTrue(args[7])) < 0 || (needs_x = PyObject_IsTrue(args[8])) < 0)
+        return NULL;
+    PyObject *const arrays[4] = {args[0], args[1], args[2], relu ? args[9] : NULL};
+    if ((t = vg_prepare(op, arrays, relu ? 4 : 3, in)) < 0)
         return NULL;
     const npy_intp itemsize = vg_itemsize(t);
     if (vg_check_nchw(op, "the input x", in[1]) < 0 || set_geometry(op, PyArray_DIMS(in[1]), in[2], itemsize, &g) < 0)
@@ -554,14 +571,29 @@ VG_BOUNDARY(conv2d_grad)
         Py_XDECREF(got);
         goto done;
     }
+    if (relu && (PyArray_NDIM(in[3]) != 4 || !PyArray_CompareLists(PyArray_DIMS(in[3]), go_dims, 4))) {
+        vg_shape_error(op, "the output y %s must have the upstream gradient's shape %s", VG_SHAPE(in[3]),
+                       VG_SHAPE(in[0]));
+        goto done;
+    }
     if ((needs_x && (gx = vg_empty(op, 4, PyArray_DIMS(in[1]), t)) == NULL) ||
         (gw = vg_empty(op, 4, PyArray_DIMS(in[2]), t)) == NULL || (with_bias && (gb = vg_empty(op, 1, &g.o, t)) == NULL))
         goto done;
     conv_job J = {.g = &g, .level = vg_simd_level(), .x = PyArray_DATA(in[1]), .w = PyArray_DATA(in[2]),
-                  .go = PyArray_DATA(in[0]), .gx = gx ? PyArray_DATA(gx) : NULL};
+                  .go = PyArray_DATA(in[0]), .gx = gx ? PyArray_DATA(gx) : NULL,
+                  .relu_y = relu ? PyArray_DATA(in[3]) : NULL};
     void *gb_data = gb ? PyArray_DATA(gb) : NULL;
     int status = 0;
     if (g.np == 0 || g.o == 0 || g.c == 0) { /* no products at all: the sums are 0 (or of go alone) */
+        if (relu && gb_data && g.np > 0 && g.o > 0) { /* the bias's gradient: of go through the ReLU */
+            if ((masked = vg_empty(op, 4, go_dims, t)) == NULL)
+                goto done;
+            if (t == NPY_FLOAT)
+                relu_grad_of_f32(PyArray_DATA(masked), J.go, J.relu_y, PyArray_SIZE(masked));
+            else
+                relu_grad_of_f64(PyArray_DATA(masked), J.go, J.relu_y, PyArray_SIZE(masked));
+            J.go = PyArray_DATA(masked);
+        }
         memset(PyArray_DATA(gw), 0, (size_t)(PyArray_SIZE(gw) * itemsize));
         if (gx)
             memset(PyArray_DATA(gx), 0, (size_t)(PyArray_SIZE(gx) * itemsize));
@@ -580,9 +612,20 @@ VG_BOUNDARY(conv2d_grad)
         result = with_bias ? PyTuple_Pack(3, gx_or_none, gw, gb) : PyTuple_Pack(2, gx_or_none, gw);
     }
 done:
-    vg_release(in, 3);
+    vg_release(in, 4);
     Py_XDECREF(gx);
     Py_XDECREF(gw);
     Py_XDECREF(gb);
+    Py_XDECREF(masked);
     return result;
+}
+
+VG_BOUNDARY(conv2d_grad)
+{
+    return convolve_grad(module, "Convolution backward", args, nargs, 0);
+}
+
+VG_BOUNDARY(conv2d_relu_grad)
+{
+    return convolve_grad(module, "ConvolutionReLU backward", args, nargs, 1);
 }

@@ -73,23 +73,41 @@ static void VG_T(col2im_image)(T *restrict gx, const T *restrict gcols, npy_intp
             }
 }
 
-/* y (O, P) of one image = prod[o, 0:P] (row stride ld) + (b ? b[o] : 0). */
-static void VG_T(unfold_image)(T *restrict y, const T *restrict prod, npy_intp ld, const T *b, npy_intp O, npy_intp P)
+/* y (O, P) of one image = prod[o, 0:P] (row stride ld) + (b ? b[o] : 0), and its ReLU when `relu`. */
+static void VG_T(unfold_image)(T *restrict y, const T *restrict prod, npy_intp ld, const T *b, npy_intp O, npy_intp P,
+                               int relu)
 {
     for (npy_intp o = 0; o < O; o++) {
         const T *src = prod + o * ld;
         T *dst = y + o * P;
         const T bias = b ? b[o] : 0;
-        for (npy_intp k = 0; k < P; k++)
-            dst[k] = src[k] + bias;
+        if (relu)
+            for (npy_intp k = 0; k < P; k++)
+                dst[k] = VG_T(vg_relu)(src[k] + bias);
+        else
+            for (npy_intp k = 0; k < P; k++)
+                dst[k] = src[k] + bias;
     }
 }
 
-/* go2[o, 0:P] (row stride ld) = go[o, :] of one image (O, P). */
-static void VG_T(fold_image)(T *restrict go2, npy_intp ld, const T *restrict go, npy_intp O, npy_intp P)
+/* The gradient through a ReLU: gm (n) = go where y > 0, else 0 (y: the ReLU's output). */
+static void VG_T(relu_grad_of)(T *restrict gm, const T *restrict go, const T *restrict y, npy_intp n)
 {
-    for (npy_intp o = 0; o < O; o++)
-        memcpy(go2 + o * ld, go + o * P, sizeof(T) * (size_t)P);
+    for (npy_intp i = 0; i < n; i++)
+        gm[i] = VG_T(vg_relu_grad)(go[i], y[i]);
+}
+
+/* go2[o, 0:P] (row stride ld) = go[o, :] of one image (O, P), or with y (not NULL) the gradient through the
+   ReLU whose output y is. */
+static void VG_T(fold_image)(T *restrict go2, npy_intp ld, const T *restrict go, const T *restrict y, npy_intp O,
+                             npy_intp P)
+{
+    for (npy_intp o = 0; o < O; o++) {
+        if (y)
+            VG_T(relu_grad_of)(go2 + o * ld, go + o * P, y + o * P, P);
+        else
+            memcpy(go2 + o * ld, go + o * P, sizeof(T) * (size_t)P);
+    }
 }
 
 /* ---- the direct kernels' layout passes ------------------------------------------------------------------ */
@@ -116,13 +134,21 @@ static int VG_T(all_finite)(const T *restrict a, npy_intp n)
     return !bad;
 }
 
-/* y (O, OH, OW) of one image from the wide output (O, mr): row p of plane o is wide[o, p wp : p wp + OW]. */
+/* y (O, OH, OW) of one image from the wide output (O, mr): row p of plane o is wide[o, p wp : p wp + OW]; its
+   ReLU when `relu`. */
 static void VG_T(compact_wide)(T *restrict y, const T *restrict wide_out, npy_intp mr, npy_intp wp, npy_intp O,
-                               npy_intp OH, npy_intp OW)
+                               npy_intp OH, npy_intp OW, int relu)
 {
     for (npy_intp o = 0; o < O; o++)
-        for (npy_intp p = 0; p < OH; p++)
-            memcpy(y + (o * OH + p) * OW, wide_out + o * mr + p * wp, sizeof(T) * (size_t)OW);
+        for (npy_intp p = 0; p < OH; p++) {
+            T *dst = y + (o * OH + p) * OW;
+            const T *src = wide_out + o * mr + p * wp;
+            if (relu)
+                for (npy_intp q = 0; q < OW; q++)
+                    dst[q] = VG_T(vg_relu)(src[q]);
+            else
+                memcpy(dst, src, sizeof(T) * (size_t)OW);
+        }
 }
 
 /* ---- wide_conv: out[o, m] = bias[o] + sum_{c, t} w[o, c, t] in[c, m + off[t]] ----------------------------
@@ -447,13 +473,14 @@ static void VG_T(direct_forward_task)(void *ctx, npy_intp n, int thread)
     T *xs = (T *)(J->scratch + thread * J->scratch_bytes), *out = xs + L->size;
     VG_T(pad_image)(xs, J, n);
     VG_T(pick_wide_conv)(J->level)(out, L->mr, xs, L->plane, J->w, g->c, g->o, L->kk, L->off, J->b);
-    VG_T(compact_wide)((T *)J->y + n * g->o * g->p, out, L->mr, L->wp, g->o, g->oh, g->ow);
+    VG_T(compact_wide)((T *)J->y + n * g->o * g->p, out, L->mr, L->wp, g->o, g->oh, g->ow, J->relu);
 }
 
 /* Direct path, backward, for the images of one chunk: their sums of the weight and bias gradients into the
    chunk's part (O C kh kw + O values), and their input gradients. Scratch: the weight gradient's lanes
    (O C kh kw x 64 bytes, see wide_corr), the padded image xs, the wide gradient (O, mr), and for the input
-   gradient the padded gradient (O, Hg, Wg) and the wide result (C, mr of the gradient's layout). */
+   gradient the padded gradient (O, Hg, Wg) and the wide result (C, mr of the gradient's layout); after the
+   ReLU (J->relu_y), the image's gradient through it (O, OH, OW). */
 static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
 {
     const conv_job *J = ctx;
@@ -468,6 +495,7 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
     T *gw_lanes = (T *)(J->scratch + thread * J->scratch_bytes), *xs = gw_lanes + wsize * (64 / sizeof(T));
     T *gwide = xs + L->size;
     T *gpad = gwide + g->o * L->mr, *gxwide = gpad + (J->gx ? B->size : 0);
+    T *gmasked = gxwide + (J->gx ? g->c * B->mr : 0);
     VG_T(wide_conv_fn) conv = VG_T(pick_wide_conv)(J->level);
     VG_T(wide_corr_fn) corr = VG_T(pick_wide_corr)(J->level);
     memset(part, 0, sizeof(T) * (size_t)(wsize + g->o));
@@ -475,6 +503,10 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
         memset(gw_lanes, 0, sizeof(T) * (size_t)(wsize * lanes));
     for (npy_intp n = first; n < last; n++) {
         const T *go = (const T *)J->go + n * g->o * g->p;
+        if (J->relu_y) { /* made here, where the image's gradient stays in the cache */
+            VG_T(relu_grad_of)(gmasked, go, (const T *)J->relu_y + n * g->o * g->p, g->o * g->p);
+            go = gmasked;
+        }
         VG_T(pad_image)(xs, J, n);
         /* the gradient in the wide layout, zero at the positions that are not outputs (never written) */
         for (npy_intp o = 0; o < g->o; o++) {
@@ -498,7 +530,7 @@ static void VG_T(direct_backward_task)(void *ctx, npy_intp chunk, int thread)
             VG_T(place_plane)(gpad + o * B->plane, B->hp, B->wp, go + o * g->p, g->oh, g->ow, g->kh - 1 - g->ph,
                               g->kw - 1 - g->pw);
         conv(gxwide, B->mr, gpad, B->plane, J->wflip, g->o, g->c, B->kk, B->off, NULL);
-        VG_T(compact_wide)(gx, gxwide, B->mr, B->wp, g->c, g->h, g->w);
+        VG_T(compact_wide)(gx, gxwide, B->mr, B->wp, g->c, g->h, g->w, 0);
     }
     for (npy_intp i = 0; keep && i < wsize; i++) { /* the lanes of each weight, halved in a fixed order (vectorised) */
         T *l = gw_lanes + i * lanes;
@@ -553,7 +585,7 @@ static void VG_T(unfold_task)(void *ctx, npy_intp k, int thread)
     const geometry *g = J->g;
     (void)thread;
     VG_T(unfold_image)((T *)J->y + (J->first + k) * g->o * g->p, (const T *)J->prod + k * g->p, J->ldp, J->b, g->o,
-                       g->p);
+                       g->p, J->relu);
 }
 
 /* BLAS path: columns k P of go2 (O, ld) = go[first + k]. */
@@ -562,7 +594,9 @@ static void VG_T(fold_task)(void *ctx, npy_intp k, int thread)
     const conv_job *J = ctx;
     const geometry *g = J->g;
     (void)thread;
-    VG_T(fold_image)((T *)J->go2 + k * g->p, J->ld, (const T *)J->go + (J->first + k) * g->o * g->p, g->o, g->p);
+    const npy_intp image = (J->first + k) * g->o * g->p;
+    VG_T(fold_image)((T *)J->go2 + k * g->p, J->ld, (const T *)J->go + image,
+                     J->relu_y ? (const T *)J->relu_y + image : NULL, g->o, g->p);
 }
 
 /* BLAS path: gx[first + k] = col2im of columns k P of gcols (C kh kw, ldp). */

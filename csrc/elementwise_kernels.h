@@ -109,25 +109,20 @@ VG_BOUNDARY(sigmoid_backward) /* go * sigx * (1 - sigx) */
 
 #endif
 
-/* ---- ReLU: y = np.maximum(x, 0)         gx = go where x > 0, else 0 ----------------------------------- */
+/* ---- ReLU: y = np.maximum(x, 0)         gx = go where x > 0, else 0 (shared_kernels.h's formulas) ------ */
 #ifndef VG_BOUNDARIES
 
 static void VG_T(relu_forward)(const vg_loops *L, T *restrict y, const T *restrict x, npy_intp n)
 {
     (void)L;
-    /* np.maximum(x, 0) propagates NaN and gives its second operand on a tie: -0 becomes +0 */
     for (npy_intp i = 0; i < n; i++)
-        y[i] = (x[i] > 0 || x[i] != x[i]) ? x[i] : 0;
+        y[i] = VG_T(vg_relu)(x[i]);
 }
 
 static void VG_T(relu_backward)(T *restrict gx, const T *go, const T *x, npy_intp n)
 {
-    /* go[i] is read whatever x[i] is, so that GCC makes this a select, not a branch that random signs
-       mispredict half the time (ten times slower) */
-    for (npy_intp i = 0; i < n; i++) {
-        const T g = go[i];
-        gx[i] = x[i] > 0 ? g : 0;
-    }
+    for (npy_intp i = 0; i < n; i++)
+        gx[i] = VG_T(vg_relu_grad)(go[i], x[i]);
 }
 
 #else

@@ -277,28 +277,21 @@ static PyObject *matmul_by_loop(const char *op, const vg_loops *L, int t, char *
 }
 
 /* What a float32 matrix holds besides normal numbers and zeros: *subnormal when some 0 < |v| < FLT_MIN,
-   *nonfinite when some inf or NaN. */
+   *nonfinite when some inf or NaN. One loop for any strides (in floats: the matrix is aligned, so they are
+   whole ones), which GCC versions for a stride of 1, the usual case, and vectorises there. */
 static void scan_f32(PyArrayObject *a, int *subnormal, int *nonfinite)
 {
     const npy_intp rows = PyArray_DIM(a, 0), cols = PyArray_DIM(a, 1);
-    const npy_intp rs = PyArray_STRIDE(a, 0), cs = PyArray_STRIDE(a, 1);
+    const npy_intp rs = PyArray_STRIDE(a, 0) / (npy_intp)sizeof(float);
+    const npy_intp cs = PyArray_STRIDE(a, 1) / (npy_intp)sizeof(float);
+    const float *data = PyArray_DATA(a);
     int sub = 0, bad = 0;
-    for (npy_intp i = 0; i < rows; i++) {
-        const char *row = PyArray_BYTES(a) + i * rs;
-        if (cs == (npy_intp)sizeof(float)) { /* contiguous rows (the usual case): a loop GCC vectorises */
-            const float *r = (const float *)row;
-            for (npy_intp j = 0; j < cols; j++) {
-                const float m = fabsf(r[j]);
-                sub |= (m < FLT_MIN) & (m > 0);
-                bad |= !(m <= FLT_MAX);
-            }
-        } else
-            for (npy_intp j = 0; j < cols; j++) {
-                const float m = fabsf(*(const float *)(row + j * cs));
-                sub |= (m < FLT_MIN) & (m > 0);
-                bad |= !(m <= FLT_MAX);
-            }
-    }
+    for (npy_intp i = 0; i < rows; i++)
+        for (npy_intp j = 0; j < cols; j++) {
+            const float m = fabsf(data[i * rs + j * cs]);
+            sub |= (m < FLT_MIN) & (m > 0);
+            bad |= !(m <= FLT_MAX);
+        }
     *subnormal = sub, *nonfinite = bad;
 }
 

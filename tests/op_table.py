@@ -202,6 +202,27 @@ def needs_2d(name):
     ]
 
 
+def conv_errors(name):
+    """The calls Convolution and ConvolutionReLU refuse (the same arguments)."""
+    return [
+        ErrorCase("channels", [o(1, 3, 5, 5), o(2, 2, 3, 3)], {}, ValueError,
+                  msg(name, "(1, 3, 5, 5)", "(2, 2, 3, 3)")),
+        ErrorCase("3d-input", [o(3, 5, 5), o(2, 3, 3, 3)], {}, ValueError, msg(name, "(3, 5, 5)")),
+        ErrorCase("2d-filters", [o(1, 3, 5, 5), o(2, 3)], {}, ValueError, msg(name, "(2, 3)")),
+        ErrorCase("too-big", [o(1, 1, 2, 2), o(1, 1, 3, 3)], {}, ValueError, msg(name, "window")),
+        ErrorCase("bias-shape", [o(1, 1, 4, 4), o(2, 1, 3, 3), o(3)], {}, ValueError,
+                  msg(name, "bias", "(3,)")),
+        ErrorCase("zero-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 0}, ValueError,
+                  msg(name, "stride")),
+        ErrorCase("negative-padding", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"padding": -1}, ValueError,
+                  msg(name, "padding")),
+        ErrorCase("float-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 1.5}, TypeError,
+                  msg(name, "stride")),
+        ErrorCase("triple-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": (1, 1, 1)}, ValueError,
+                  msg(name, "stride")),
+    ]
+
+
 def pool_errors(name):
     return [
         ErrorCase("zero-kernel", [o(1, 1, 4, 4)], {"kernel_size": 0}, ValueError, msg(name, "kernel_size")),
@@ -274,23 +295,8 @@ ERRORS = {
         ErrorCase("1d-input", [o(4)], {"targets": np.array([0, 1, 2, 3])}, ValueError, msg("LogCELoss", "(4,)")),
     ],
     # The CNN toolkit (vgrad/nn_ops.py)
-    vops.Convolution: [
-        ErrorCase("channels", [o(1, 3, 5, 5), o(2, 2, 3, 3)], {}, ValueError,
-                  msg("Convolution", "(1, 3, 5, 5)", "(2, 2, 3, 3)")),
-        ErrorCase("3d-input", [o(3, 5, 5), o(2, 3, 3, 3)], {}, ValueError, msg("Convolution", "(3, 5, 5)")),
-        ErrorCase("2d-filters", [o(1, 3, 5, 5), o(2, 3)], {}, ValueError, msg("Convolution", "(2, 3)")),
-        ErrorCase("too-big", [o(1, 1, 2, 2), o(1, 1, 3, 3)], {}, ValueError, msg("Convolution", "window")),
-        ErrorCase("bias-shape", [o(1, 1, 4, 4), o(2, 1, 3, 3), o(3)], {}, ValueError,
-                  msg("Convolution", "bias", "(3,)")),
-        ErrorCase("zero-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 0}, ValueError,
-                  msg("Convolution", "stride")),
-        ErrorCase("negative-padding", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"padding": -1}, ValueError,
-                  msg("Convolution", "padding")),
-        ErrorCase("float-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": 1.5}, TypeError,
-                  msg("Convolution", "stride")),
-        ErrorCase("triple-stride", [o(1, 1, 4, 4), o(1, 1, 3, 3)], {"stride": (1, 1, 1)}, ValueError,
-                  msg("Convolution", "stride")),
-    ],
+    vops.Convolution: conv_errors("Convolution"),
+    vops.ConvolutionReLU: conv_errors("ConvolutionReLU"),
     vops.MaxPooling: pool_errors("MaxPooling"),
     vops.AvgPooling: pool_errors("AvgPooling"),
     vops.DropoutMask: [
@@ -426,6 +432,9 @@ def c_calls():
         # the CNN kernels (their reference tests are in test_properties_cnn.py)
         "conv2d": CCall((o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),  # b may be None
         "conv2d_grad": CCall((o(1, 1, 2, 2), o(1, 1, 3, 3), o(1, 1, 2, 2), 1, 1, 0, 0, True, True), (0, 1, 2)),
+        "conv2d_relu": CCall((o(1, 1, 3, 3), o(1, 1, 2, 2), o(1), 1, 1, 0, 0), (0, 1)),
+        "conv2d_relu_grad": CCall((o(1, 1, 2, 2), o(1, 1, 3, 3), o(1, 1, 2, 2), 1, 1, 0, 0, True, True, o(1, 1, 2, 2)),
+                                  (0, 1, 2, 9)),
         "num_threads": CCall((0,), (), ints=(0,)),  # 0 reads the count without changing it
         "maxpool2d_forward": CCall((o(1, 1, 3, 3), 2, 2, 1, 1), (0,)),
         "maxpool2d_backward": CCall((o(1, 1, 2, 2), np.zeros((1, 1, 2, 2), dtype=np.intp), (1, 1, 3, 3)), (0,)),

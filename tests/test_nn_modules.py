@@ -36,6 +36,60 @@ def test_sequential_collects_parameters_and_takes_functions():
         vg.Sequential(vg.relu, 3)
 
 
+def _nodes(node):
+    """Every node made by an op in the graph that made node."""
+    seen, out, todo = set(), [], [node]
+    while todo:
+        n = todo.pop()
+        if id(n) in seen or n.source is None:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        todo.extend(n.source.inputs)
+    return out
+
+
+def graph_ops(node):
+    """The names of the ops in the graph that made node."""
+    return {n.source.op.__name__ for n in _nodes(node)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_fuses_a_convolution_and_its_relu_with_the_same_bits(np_random_state, dtype):
+    """Conv2d then vg.relu or vg.ReLU() is one ConvolutionReLU op, whose loss and gradients are those of the
+    two ops' graph (vg.unfused()) bit for bit; a Conv2d followed by anything else, or a subclass with its own
+    forward, stays a Convolution."""
+    np.random.seed(1)
+
+    class Doubled(vg.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    net = vg.to_dtype(vg.Sequential(vg.Conv2d(3, 6, 5), vg.relu, vg.MaxPool2d(2),                 # fused
+                                    vg.Conv2d(6, 8, 3, padding=1), vg.ReLU(),                      # fused
+                                    vg.Conv2d(8, 8, 3, stride=2), vg.relu,                         # fused (BLAS path)
+                                    vg.Conv2d(8, 8, 1), vg.Sigmoid(),                              # not a ReLU
+                                    Doubled(8, 4, 1), vg.relu,                                     # own forward
+                                    vg.Flatten(), vg.Linear(4 * 2 * 2, 10)), dtype)
+    x = np.random.standard_normal((5, 3, 16, 16)).astype(dtype)
+    targets = np.array([1, 0, 3, 9, 2])
+    results = []
+    for graphs in (vg.unfused, __import__("contextlib").nullcontext):
+        with graphs():
+            xn = vg.TensorNode(x)
+            loss = vg.cross_entropy(net(xn), targets)
+        loss.backward()
+        results.append((loss.value, xn.grad.copy(), [p.grad.copy() for p in net.parameters()], graph_ops(loss)))
+        loss.zero_grad()
+    (loss0, gx0, grads0, ops0), (loss1, gx1, grads1, ops1) = results
+    assert "ConvolutionReLU" not in ops0 and {"Convolution", "ReLU"} <= ops0
+    assert "ConvolutionReLU" in ops1 and "Convolution" in ops1 and "ReLU" in ops1  # (the last two: not fused)
+    assert loss1.tobytes() == loss0.tobytes() and gx1.tobytes() == gx0.tobytes()
+    assert all(a.dtype == b.dtype == dtype and a.tobytes() == b.tobytes() for a, b in zip(grads1, grads0))
+    convs = [n for n in _nodes(net(vg.TensorNode(x))) if n.source.op.__name__.startswith("Convolution")]
+    assert sorted(n.source.op.__name__ for n in convs) == ["Convolution"] * 2 + ["ConvolutionReLU"] * 3
+
+
 def test_train_and_eval_switch_dropout_and_batch_norm(np_random_state):
     bn, drop = vg.BatchNorm2d(2), vg.Dropout(0.5)
     net = vg.Sequential(bn, drop)

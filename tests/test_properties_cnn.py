@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import vgrad._C as C
-from vgrad.nn_ops import (AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling,
-                          Reshape)
+from vgrad.nn_ops import (AvgPooling, BatchNormalization, Convolution, ConvolutionReLU, CrossEntropy, DropoutMask,
+                          MaxPooling, Reshape)
 from test_properties import (LAYOUT_NAMES, arr, assert_close, assert_exact, check_array, checks,
                              compute_dtype, elements, ref, reference, refused, same_special, shapes, to_layout)
 
@@ -163,6 +163,65 @@ def test_conv2d(args, data):
         assert_close(g, r, t2, f"conv2d_grad [{k}]", 2 * n_terms * eps(t2) * bd + sum(f[k] for f in flushed))
 
 
+@cnn_checks("conv2d_relu", "conv2d_relu_grad")
+@settings()
+@given(args=conv_arguments(), data=st.data())
+def test_conv2d_relu(args, data):
+    """The fused op gives the two ops' bits (Convolution's C kernels, then ReLU's), forward and backward, on the
+    direct and the im2col paths alike; and, like Convolution, the Reference's values within rounding."""
+    x, w, b, stride, padding = args
+    if not conv_valid(x, w, b, stride, padding):
+        event("invalid call")
+        return refused("conv2d_relu", "ConvolutionReLU", x, w, b, *stride, *padding)
+    ctx, plain, rctx = {}, {}, {}
+    got = ConvolutionReLU.forward(ctx, x, w, b, stride=stride, padding=padding)
+    conv = Convolution.forward(plain, x, w, b, stride=stride, padding=padding)
+    t = conv.dtype
+    assert_exact(got, C.relu_forward(conv), t, "conv2d_relu against relu_forward(conv2d)")
+    assert ctx["y"] is got and set(ctx) == set(plain) | {"y"}
+
+    inputs = (x, w) if b is None else (x, w, b)
+    X, W, B = (ref(v, compute_dtype(*inputs)) if v is not None else None for v in (x, w, b))
+    want = reference(ConvolutionReLU, "forward", rctx, X, W, B, stride=stride, padding=padding)
+    assert set(rctx) == set(ctx)
+    bound = 2 * (W[0].size + 1) * eps(t) * Convolution.Reference.forward(
+        {}, absolute(X), absolute(W), None if b is None else absolute(B), stride=stride, padding=padding)
+    for x_part, w_part in ((subnormals(X, t), absolute(W)), (absolute(X), subnormals(W, t))):
+        bound = bound + Convolution.Reference.forward({}, x_part, w_part, stride=stride, padding=padding)
+    assert_close(got, want, t, "conv2d_relu", bound)  # (a ReLU moves no value further apart)
+
+    go = data.draw(finite(got.shape))
+    grads = ConvolutionReLU.backward(ctx, go)
+    t2 = compute_dtype(go, x, w, conv)  # the kernels' type: of the gradient's operands, y included
+    unfused = Convolution.backward(plain, C.relu_backward(arr(go).astype(t2), conv.astype(t2)))
+    assert len(grads) == len(unfused) == (2 if b is None else 3)
+    for k, (g, u) in enumerate(zip(grads, unfused)):
+        assert_exact(g, u, u.dtype, f"conv2d_relu_grad [{k}] against conv2d_grad(relu_backward(go, y))")
+    # the Reference's gradient, through the ReLU of the kernels' own y (where y is near 0, a rounding of the
+    # convolution decides which side of the ReLU a value lies)
+    G = ref(go, t2)
+    rctx2 = dict(rctx, x=rctx["x"].astype(t2), w=W.astype(t2), y=got)
+    wants = reference(ConvolutionReLU, "backward", rctx2, G)
+    masked = np.where(got > 0, absolute(G), 0)
+    bounds = Convolution.Reference.backward(dict(rctx2, x=absolute(rctx2["x"]), w=absolute(W)), masked)
+    flushed = [Convolution.Reference.backward(dict(rctx2, x=xp, w=wp), gp) for xp, wp, gp in (
+        (subnormals(rctx2["x"], t2), absolute(W), masked), (absolute(rctx2["x"]), subnormals(W, t2), masked),
+        (absolute(rctx2["x"]), absolute(W), subnormals(masked, t2)))]
+    n_terms = W.size + G.size + 1
+    for k, (g, r, bd) in enumerate(zip(grads, wants, bounds)):
+        assert_close(g, r, t2, f"conv2d_relu_grad [{k}]", 2 * n_terms * eps(t2) * bd + sum(f[k] for f in flushed))
+
+
+@settings()
+@given(data=st.data())
+def test_conv2d_relu_grad_refuses_an_output_of_another_shape(data):
+    n, c, h, w = data.draw(image_shape())
+    go = np.ones((n, 2, h, w))
+    y = np.ones((n, 2, h, w + data.draw(st.integers(1, 2))))
+    refused("conv2d_relu_grad", "ConvolutionReLU", go, np.ones((n, c, h, w)), np.ones((2, c, 1, 1)), 1, 1, 0, 0,
+            True, True, y)
+
+
 @cnn_checks("num_threads")
 @settings()
 @given(args=conv_arguments(), data=st.data())
@@ -184,6 +243,8 @@ def test_conv2d_gives_the_same_bits_whatever_the_thread_count(args, data):
             if go is None:
                 go = data.draw(finite(y.shape))
             results.append((y,) + tuple(C.conv2d_grad(go, x, w, *stride, *padding, b is not None, True)))
+            yr = C.conv2d_relu(x, w, b, *stride, *padding)
+            results[-1] += (yr,) + tuple(C.conv2d_relu_grad(go, x, w, *stride, *padding, b is not None, True, yr))
     finally:
         C.num_threads(before)
     for one, three in zip(*results):
@@ -544,6 +605,8 @@ def _valid_calls():
     return {
         "conv2d": ("Convolution", (x, w, np.ones(1), 1, 1, 0, 0), (0, 1, 2)),
         "conv2d_grad": ("Convolution", (go, x, w, 1, 1, 0, 0, True, True), (0, 1, 2)),
+        "conv2d_relu": ("ConvolutionReLU", (x, w, np.ones(1), 1, 1, 0, 0), (0, 1, 2)),
+        "conv2d_relu_grad": ("ConvolutionReLU", (go, x, w, 1, 1, 0, 0, True, True, go), (0, 1, 2, 9)),
         "maxpool2d_forward": ("MaxPooling", (x, 2, 2, 1, 1), (0,)),
         "maxpool2d_backward": ("MaxPooling", (go, np.zeros((1, 1, 2, 2), dtype=np.intp), (1, 1, 3, 3)), (0,)),
         "avgpool2d_forward": ("AvgPooling", (x, 2, 2, 1, 1), (0,)),

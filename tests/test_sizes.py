@@ -612,6 +612,62 @@ def property_conv2d_grad(call, seed):
             np.testing.assert_allclose(got[0], want, rtol=1e-6, atol=0, err_msg="gx")
 
 
+@settings()
+@given(call=conv_call(), seed=st.integers(0, 2**32 - 1))
+def property_conv2d_relu(call, seed):
+    """conv2d_relu refuses what conv2d refuses, and otherwise gives the ReLU of conv2d's output."""
+    t, xs, ws, bs, sh, sw, ph, pw = call
+    rng = np.random.default_rng(seed)
+    x, w = array(xs, t, rng), array(ws, t, rng)
+    b = None if bs is None else array(bs, t, rng)
+    p = conv2d_plan(xs, ws, bs, sh, sw, ph, pw, np.dtype(t).itemsize)
+    event(p[0])
+    if p == SKIP:
+        return
+    if p == REFUSE:
+        return check_refused(C.conv2d_relu, "ConvolutionReLU", x, w, b, sh, sw, ph, pw)
+    y = run_or_refused(C.conv2d_relu, "ConvolutionReLU",
+                       work_is_large(xs, ws, sh, sw, ph, pw, np.dtype(t).itemsize), x, w, b, sh, sw, ph, pw)
+    if y is None:
+        return
+    check_shapes(y, p[1], t, "conv2d_relu")
+    if y.size and w.size and y.size * ws[2] * ws[3] <= 10**5:
+        np.testing.assert_array_equal(y, np.maximum(C.conv2d(x, w, b, sh, sw, ph, pw), 0), err_msg="conv2d_relu")
+
+
+@settings()
+@given(call=conv_grad_call(), seed=st.integers(0, 2**32 - 1), y_size=SIZE, other_y=st.integers(0, 5))
+def property_conv2d_relu_grad(call, seed, y_size, other_y):
+    """conv2d_relu_grad refuses what conv2d_grad refuses and an output y of another shape than go's, and
+    otherwise gives conv2d_grad of go where y > 0."""
+    t, xs, ws, go_s, sh, sw, ph, pw, with_bias, needs_x = call
+    size = np.dtype(t).itemsize
+    y_s = go_s if other_y else go_s[:3] + (y_size,)
+    if not fits(y_s, size) or (math.prod(y_s) and nbytes(y_s, 8) > 2**20):  # (one array() can make)
+        y_s = go_s
+    rng = np.random.default_rng(seed)
+    go, x, w = array(go_s, t, rng), array(xs, t, rng), array(ws, t, rng)
+    y = array(y_s, t, rng) - 0.5  # (about half of it at most 0)
+    args = (go, x, w, sh, sw, ph, pw, with_bias, needs_x, y)
+    p = conv2d_plan(xs, ws, None, sh, sw, ph, pw, size)
+    if p[0] == "ok" and (go_s != p[1] or y_s != go_s):
+        p = REFUSE
+    event(p[0])
+    if p == SKIP:
+        return
+    if p == REFUSE:
+        return check_refused(C.conv2d_relu_grad, "ConvolutionReLU", *args)
+    got = run_or_refused(C.conv2d_relu_grad, "ConvolutionReLU", work_is_large(xs, ws, sh, sw, ph, pw, size), *args)
+    if got is None:
+        return
+    assert len(got) == (3 if with_bias else 2) and (got[0] is None) == (not needs_x)
+    if go.size * ws[2] * ws[3] <= 10**5 and x.size * ws[0] <= 10**5:
+        want = C.conv2d_grad(np.where(y > 0, go, 0).astype(t), x, w, sh, sw, ph, pw, with_bias, needs_x)
+        for k, (g, r) in enumerate(zip(got, want)):
+            if r is not None:
+                np.testing.assert_array_equal(g, r, err_msg=f"conv2d_relu_grad [{k}]")
+
+
 @st.composite
 def window_of(draw, xshape):
     """kernel sizes and strides for images of xshape: usually kernels that fit (up to the whole image, which
@@ -846,6 +902,8 @@ def property_reshape(data, seed):
 PROPERTIES = {
     "conv2d": property_conv2d,
     "conv2d_grad": property_conv2d_grad,
+    "conv2d_relu": property_conv2d_relu,
+    "conv2d_relu_grad": property_conv2d_relu_grad,
     "maxpool2d_forward": property_maxpool2d_forward,
     "maxpool2d_backward": property_maxpool2d_backward,
     "avgpool2d_forward": property_avgpool2d_forward,

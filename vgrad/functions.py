@@ -24,7 +24,8 @@ _fusion = _Fusion()
 
 
 def fused():
-    """True when Linear, logsoftmax and logceloss build fused ops (the default), False inside vg.unfused()."""
+    """True when Linear, logsoftmax, logceloss and a Sequential's Conv2d + ReLU build fused ops (the default),
+    False inside vg.unfused()."""
     return _fusion.enabled
 
 
@@ -32,7 +33,8 @@ def fused():
 def unfused():
     """
     Build vugrad's graphs op for op: Linear as BatchMM, Expand and Add; logsoftmax as its ten ops; logceloss
-    as Select, Sum and a multiplication by -1. Slower, but every intermediate node is there to inspect.
+    as Select, Sum and a multiplication by -1; a Sequential's Conv2d and the ReLU after it as Convolution and
+    ReLU. Slower, but every intermediate node is there to inspect.
 
         with vg.unfused():
             loss = vg.logceloss(mlp(batch), targets)

@@ -17,7 +17,10 @@ import numbers
 import numpy as np
 
 from .core import DTypeWarning, Module, TensorNode, _not_a_node, _warn, to_dtype  # (to_dtype: Module.to uses it)
-from .nn_ops import AvgPooling, BatchNormalization, Convolution, CrossEntropy, DropoutMask, MaxPooling, Reshape
+from .functions import fused, relu
+from .nn_ops import (AvgPooling, BatchNormalization, Convolution, ConvolutionReLU, CrossEntropy, DropoutMask,
+                     MaxPooling, Reshape)
+from .ops import ReLU
 
 # ---- checks of the arguments, made when a module is built: a bad size fails there, named, rather than as a
 # ZeroDivisionError in its initialisation or a NaN in training
@@ -217,10 +220,16 @@ class Conv2d(Module):
     bias = parameter_alias('b', "The bias (out_channels,), or None: the same as `b`.")
 
     def forward(self, x):
+        return self._convolve(x, Convolution)
+
+    def _convolve(self, x, op):
+        """The layer's convolution of x by `op`: Convolution, or ConvolutionReLU (which Sequential uses when a
+        ReLU follows the layer)."""
         value, w = _value('Conv2d', x), self.w.value
         if value.dtype is not w.dtype:
             _check_input_dtype('Conv2d', value, w, 'filters')
-        return conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
+        nodes = (x, self.w) if self.b is None else (x, self.w, self.b)
+        return op.do_forward(*nodes, stride=self.stride, padding=self.padding)
 
     def extra_repr(self):
         out_channels, in_channels, kh, kw = self.w.value.shape
@@ -328,7 +337,11 @@ class Flatten(Module):
 
 class Sequential(Module):
     """Layers applied one after the other: modules, op layers such as vg.ReLU() (PyTorch's nn.ReLU()), or plain
-    functions of one node such as vg.relu."""
+    functions of one node such as vg.relu.
+
+    A Conv2d followed by a ReLU (vg.relu or vg.ReLU()) becomes one op, ConvolutionReLU, with the same numbers:
+    the convolution's output is seen by nothing else here, so it need not be a node, or a pass over memory of
+    its own. Inside `with vg.unfused():` every layer builds its own ops."""
 
     def __init__(self, *layers):
         super().__init__()
@@ -338,8 +351,14 @@ class Sequential(Module):
         self.layers = list(layers)
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if i + 1 < len(layers) and _conv_then_relu(layers[i], layers[i + 1]) and fused():
+                x = layers[i]._convolve(x, ConvolutionReLU)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
     def _members(self):
@@ -352,6 +371,13 @@ class Sequential(Module):
 
     def __len__(self):
         return len(self.layers)
+
+
+def _conv_then_relu(layer, following):
+    """Whether Sequential may make the two layers one ConvolutionReLU: a Conv2d whose forward is Conv2d's own (a
+    subclass may have changed it), then the ReLU function or op layer."""
+    return (isinstance(layer, Conv2d) and type(layer).forward is Conv2d.forward and
+            (following is relu or type(following) is ReLU))
 
 
 __all__ = ['conv2d', 'max_pool2d', 'avg_pool2d', 'dropout', 'batch_norm', 'reshape', 'flatten', 'cross_entropy',

@@ -117,6 +117,58 @@ class Convolution(Op):
             return gx, gw
 
 
+class ConvolutionReLU(Op):
+    """
+    A convolution followed by a ReLU, as one op: ConvolutionReLU.do_forward(x, w, b, stride=1, padding=0) is
+    relu(Convolution.do_forward(x, w, b, ...)) bit for bit, made as the convolution's output is written, with
+    no second pass over it and no node for the convolution's output. Its backward takes the gradient through
+    the ReLU (go where y > 0) image by image, as the convolution's gradient reads it.
+
+    vg.Sequential builds it for a Conv2d followed by a ReLU (vg.relu or vg.ReLU()), where nothing else can see
+    the convolution's output; inside `with vg.unfused():` it builds the two ops. (The backward computes in the
+    common type of go, x, w and y: y's, in a graph, where go has the type of y.)
+    """
+    kernels = ('conv2d_relu', 'conv2d_relu_grad')
+    tests = Samples(domains=('real', 'real', 'real'),
+                    # the first case has no bias, so that replacing its last input (w) by a bad value must fail
+                    cases=(Case((2, 3, 5, 5), (4, 3, 3, 3)),
+                           Case((1, 2, 6, 5), (3, 2, 3, 2), (3,), stride=2, padding=1),
+                           Case((2, 1, 4, 5), (2, 1, 2, 2), (2,), stride=(1, 2), padding=(0, 1)),
+                           Case((0, 2, 4, 4), (3, 2, 3, 3), (3,)),
+                           Case((1, 1, 3, 3), (1, 1, 3, 3), (1,), padding=2, stride=3),
+                           Case((3, 2, 7, 6), (5, 2, 3, 3), (5,), padding=1),
+                           Case((2, 0, 3, 3), (2, 0, 2, 2), (2,))),
+                    large=Case((8, 3, 32, 32), (6, 3, 5, 5), (6,), padding=1),
+                    special=Call(SPECIAL_IMAGES_NO_OVERFLOW, np.array([[[[1.0, -1.0], [0.0, 2.0]]]]), np.array([0.5])))
+    backward_returns_new_arrays = True
+
+    @staticmethod
+    def forward(context, x, w, b=None, *, stride=1, padding=0):
+        (sh, sw), (ph, pw) = _pair('ConvolutionReLU', 'stride', stride), _pair('ConvolutionReLU', 'padding', padding)
+        y = _C.conv2d_relu(x, w, b, sh, sw, ph, pw)
+        context['x'], context['w'], context['y'] = x, w, y
+        context['stride'], context['padding'], context['bias'] = (sh, sw), (ph, pw), b is not None
+        return y
+
+    @staticmethod
+    def backward(context, go):
+        (sh, sw), (ph, pw) = context['stride'], context['padding']
+        needs = context.get('needs_input_grad')  # set by do_forward when some input needs no gradient
+        return _C.conv2d_relu_grad(go, context['x'], context['w'], sh, sw, ph, pw, context['bias'],
+                                   needs is None or needs[0], context['y'])
+
+    class Reference(Op):
+        @staticmethod
+        def forward(context, x, w, b=None, *, stride=1, padding=0):
+            y = np.maximum(Convolution.Reference.forward(context, x, w, b, stride=stride, padding=padding), 0)
+            context['y'] = y
+            return y
+
+        @staticmethod
+        def backward(context, go):
+            return Convolution.Reference.backward(context, np.where(context['y'] > 0, go, 0))
+
+
 class MaxPooling(Op):
     """
     The maximum of each kernel_size window of a batch of images x (N, C, H, W):
