@@ -16,6 +16,11 @@
  *                            gx_ij = (go / divisor) (softmax_ij - [j == t_i])
  *     Reshape:               a view (or copy) of x with another shape, x's dtype kept; gx = go reshaped back.
  * Sums over a channel or a batch are accumulated in double, so float32 statistics stay accurate.
+ *
+ * Dropout, batch norm and the cross-entropy run on the thread pool (nn.h), in tasks that the sizes alone
+ * decide: a run of dropout's values, a channel of batch norm, a run of whole rows of the cross-entropy. A
+ * task writes only its own outputs, and the cross-entropy's total over the rows is added after the tasks, on
+ * one thread, in row order: the results are the same bits for any number of threads.
  */
 #include <string.h>
 
@@ -37,7 +42,60 @@ static double vg_lanes_total(const double *lane)
 #define VG_TEMPLATE "nn_kernels.h"
 #include "instantiate.h"
 
+/* ---- the thread pool (nn.h) ---------------------------------------------------------------------- */
+
+/* The work of one task of dropout or the cross-entropy, and of one value of each, in vg_threads_for's units
+   (about 0.1 ns of one core's time each; measured, roughly, on one core). A task of TASK_COST, 20 us, is the
+   least vg_threads_for hands a thread (threads.c's MIN_COST_PER_THREAD): taking a task costs nothing beside
+   it, and work worth two threads makes two tasks at least. The values per task follow from constants, so the tasks depend on the sizes
+   alone, never on the number of threads. */
+enum {
+    TASK_COST = 200000,
+    DROPOUT_COST = 5,        /* about 0.5 ns per value: read x and the mask, write y */
+    XENT_FORWARD_COST = 70,  /* about 7 ns: the row maximum, x - max, exp, the row sums, the division */
+    XENT_BACKWARD_COST = 10, /* about 1 ns */
+    DROPOUT_TASK = TASK_COST / DROPOUT_COST /* values per task */
+};
+
+/* The number of tasks that take n items, per_task (>= 1) at a time (the last task may have fewer). */
+static npy_intp tasks_of(npy_intp n, npy_intp per_task)
+{
+    return n / per_task + (n % per_task != 0); /* (n + per_task - 1 could overflow) */
+}
+
+/* Run fn's tasks 0 .. tasks - 1 on as many threads as `cost` (vg_threads_for's units: about 0.1 ns of one
+   core's time each) is worth, with the GIL released when they touch more than VG_GIL_WORK values. */
+static void run_on_pool(vg_task_fn fn, void *ctx, npy_intp tasks, double cost, npy_intp values)
+{
+    const int threads = vg_threads_for(tasks, cost); /* before the release: it needs the GIL */
+    PyThreadState *gil = vg_release_gil(values);
+    vg_parallel(threads, tasks, fn, ctx);
+    vg_restore_gil(gil);
+}
+
 /* ---- dropout ------------------------------------------------------------------------------------- */
+
+/* Dropout on the thread pool: a task per run of DROPOUT_TASK values (the last one shorter). Every value is
+   its own, so the runs change nothing but who computes them. */
+typedef struct {
+    int t;
+    double p;
+    char *y;
+    const char *x;
+    const npy_bool *keep;
+    npy_intp n;
+} dropout_job;
+
+static void dropout_task(void *ctx, npy_intp task, int thread)
+{
+    const dropout_job *J = ctx;
+    (void)thread;
+    const npy_intp first = task * DROPOUT_TASK, n = J->n - first < DROPOUT_TASK ? J->n - first : DROPOUT_TASK;
+    const npy_intp at = first * vg_itemsize(J->t);
+    void *y = J->y + at;
+    const void *x = J->x + at;
+    VG_CALL(J->t, dropout, y, x, J->keep + first, J->p, n);
+}
 
 /* dropout_forward(x, mask, p) and dropout_backward(go, mask, p): y = x * noise */
 static PyObject *apply_dropout(const char *op, PyObject *const *args, Py_ssize_t nargs)
@@ -68,9 +126,9 @@ static PyObject *apply_dropout(const char *op, PyObject *const *args, Py_ssize_t
     if (vg_check_same_shape(op, "the input and the mask", "", x, keep) < 0 ||
         (y = vg_empty(op, PyArray_NDIM(x), PyArray_DIMS(x), t)) == NULL)
         goto done;
-    PyThreadState *gil = vg_release_gil(PyArray_SIZE(x));
-    VG_CALL(t, dropout, PyArray_DATA(y), PyArray_DATA(x), PyArray_DATA(keep), p, PyArray_SIZE(x));
-    vg_restore_gil(gil);
+    const npy_intp n = PyArray_SIZE(x);
+    dropout_job J = {.t = t, .p = p, .y = PyArray_DATA(y), .x = PyArray_DATA(x), .keep = PyArray_DATA(keep), .n = n};
+    run_on_pool(dropout_task, &J, tasks_of(n, DROPOUT_TASK), (double)DROPOUT_COST * (double)n, n);
 done:
     Py_DECREF(x);
     Py_XDECREF(keep);
@@ -155,9 +213,7 @@ static void batchnorm_backward_task(void *ctx, npy_intp c, int thread)
 /* Run a batch norm task per channel, on as many threads as the work is worth, with the GIL released. */
 static void run_batchnorm(batchnorm_job *J, vg_task_fn task, npy_intp elements)
 {
-    PyThreadState *gil = vg_release_gil(elements);
-    vg_parallel(vg_threads_for(J->C, 10.0 * (double)elements), J->C, task, J); /* about 1 ns per value */
-    vg_restore_gil(gil);
+    run_on_pool(task, J, J->C, 10.0 * (double)elements, elements); /* about 1 ns per value */
 }
 
 /* batchnorm_forward(x, gamma, beta, mean or None, var or None, eps) -> (y, xhat, mean, var, invstd)
@@ -290,6 +346,62 @@ static PyArrayObject *checked_targets(const char *op, PyObject *obj, npy_intp N,
     return idx;
 }
 
+/* The cross-entropy on the thread pool: a task per run of whole rows, about TASK_COST of work (one row at
+   least). Rows are independent, and the forward's per-row losses are summed after the tasks, on one thread,
+   in row order, as before there were tasks. */
+typedef struct {
+    int t;
+    const vg_loops *L;
+    npy_intp N, C, rows;     /* rows and classes; rows per task */
+    const npy_intp *targets;
+    double s;                /* backward: go / divisor (a float32 one, held exactly) */
+    char *out[4];            /* forward: losses, softmax, diff, sumd (the last two scratch); backward: g */
+    const char *in;          /* forward: the logits; backward: the softmax */
+} xent_job;
+
+/* The first row of a task; *rows says how many it has. */
+static npy_intp xent_task_rows(const xent_job *J, npy_intp task, npy_intp *rows)
+{
+    const npy_intp first = task * J->rows;
+    *rows = J->N - first < J->rows ? J->N - first : J->rows;
+    return first;
+}
+
+static void xent_forward_task(void *ctx, npy_intp task, int thread)
+{
+    const xent_job *J = ctx;
+    (void)thread;
+    npy_intp rows;
+    const npy_intp i = xent_task_rows(J, task, &rows), at_row = i * vg_itemsize(J->t), at_value = at_row * J->C;
+    void *losses = J->out[0] + at_row, *softmax = J->out[1] + at_value, *diff = J->out[2] + at_value,
+         *sumd = J->out[3] + at_row;
+    const void *x = J->in + at_value;
+    VG_CALL(J->t, cross_entropy_forward, J->L, losses, softmax, diff, sumd, x, J->targets + i, rows, J->C);
+}
+
+static void xent_backward_task(void *ctx, npy_intp task, int thread)
+{
+    const xent_job *J = ctx;
+    (void)thread;
+    npy_intp rows;
+    const npy_intp i = xent_task_rows(J, task, &rows), at_value = i * J->C * vg_itemsize(J->t);
+    void *g = J->out[0] + at_value;
+    const void *softmax = J->in + at_value;
+    if (J->t == NPY_FLOAT)
+        cross_entropy_backward_f32(g, (float)J->s, softmax, J->targets + i, rows, J->C);
+    else
+        cross_entropy_backward_f64(g, J->s, softmax, J->targets + i, rows, J->C);
+}
+
+/* Run J's tasks over its N rows, `per_value` (XENT_FORWARD_COST or XENT_BACKWARD_COST) the cost of each of
+   the N C values. */
+static void run_xent(xent_job *J, vg_task_fn task, int per_value)
+{
+    const npy_intp values = J->N * J->C, task_values = TASK_COST / per_value; /* (N C: an array's size) */
+    J->rows = J->C > 0 && J->C < task_values ? task_values / J->C : 1;
+    run_on_pool(task, J, tasks_of(J->N, J->rows), (double)per_value * (double)values, values);
+}
+
 /* cross_entropy_forward(logits, targets, reduction) -> (loss, softmax); loss is 0-d */
 VG_BOUNDARY(cross_entropy_forward)
 {
@@ -308,11 +420,12 @@ VG_BOUNDARY(cross_entropy_forward)
         (diff = vg_empty(op, 2, PyArray_DIMS(x), t)) == NULL || (sumd = vg_empty(op, 1, &N, t)) == NULL)
         goto done;
     if (N > 0) { /* (C > 0 then: checked_targets refuses every target of an empty row) */
-        PyThreadState *gil = vg_release_gil(N * C);
-        VG_CALL(t, cross_entropy_forward, &vg_numpy(module)->loops, PyArray_DATA(losses), PyArray_DATA(softmax),
-                PyArray_DATA(diff), PyArray_DATA(sumd), PyArray_DATA(x), PyArray_DATA(idx), N, C);
-        vg_restore_gil(gil);
+        xent_job J = {.t = t, .L = &vg_numpy(module)->loops, .N = N, .C = C, .targets = PyArray_DATA(idx),
+                      .out = {PyArray_DATA(losses), PyArray_DATA(softmax), PyArray_DATA(diff), PyArray_DATA(sumd)},
+                      .in = PyArray_DATA(x)};
+        run_xent(&J, xent_forward_task, XENT_FORWARD_COST);
     }
+    /* the total of the rows' losses: after the tasks, on this thread, in row order */
     if (t == NPY_FLOAT) {
         float total = vg_pairwise_sum_f32(PyArray_DATA(losses), N);
         *(float *)PyArray_DATA(loss) = sum ? total : total / (float)N;
@@ -359,14 +472,14 @@ VG_BOUNDARY(cross_entropy_backward)
     npy_intp N = PyArray_DIM(in[1], 0), C = PyArray_DIM(in[1], 1);
     if ((idx = checked_targets(op, args[2], N, C)) == NULL || (g = vg_empty(op, 2, PyArray_DIMS(in[1]), t)) == NULL)
         goto done;
-    PyThreadState *gil = vg_release_gil(PyArray_SIZE(g));
+    xent_job J = {.t = t, .N = N, .C = C, .targets = PyArray_DATA(idx), .out = {PyArray_DATA(g)},
+                  .in = PyArray_DATA(in[1])};
+    /* s in the compute type, as the kernel takes it (a float32 quotient is a double exactly) */
     if (t == NPY_FLOAT)
-        cross_entropy_backward_f32(PyArray_DATA(g), *(float *)PyArray_DATA(in[0]) / (float)divisor,
-                                   PyArray_DATA(in[1]), PyArray_DATA(idx), N, C);
+        J.s = *(float *)PyArray_DATA(in[0]) / (float)divisor;
     else
-        cross_entropy_backward_f64(PyArray_DATA(g), *(double *)PyArray_DATA(in[0]) / (double)divisor,
-                                   PyArray_DATA(in[1]), PyArray_DATA(idx), N, C);
-    vg_restore_gil(gil);
+        J.s = *(double *)PyArray_DATA(in[0]) / (double)divisor;
+    run_xent(&J, xent_backward_task, XENT_BACKWARD_COST);
 done:
     vg_release(in, 2);
     Py_XDECREF(idx);

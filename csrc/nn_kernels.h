@@ -2,10 +2,12 @@
  * nn_kernels.h — the kernels of dropout, batch normalisation and the cross-entropy for one element type T
  * (instantiated by nn.c through instantiate.h; nn.c's top comment gives the formulas). Arrays are
  * C-contiguous; outputs first, then inputs, then sizes. Sums over a channel or a batch are accumulated in
- * double, so float32 statistics stay accurate.
+ * double, so float32 statistics stay accurate. Each kernel computes one task's part of its op, which nn.c
+ * runs on the thread pool: a run of dropout's values, one channel of batch norm, a run of whole rows of the
+ * cross-entropy; none of them writes outside its part.
  */
 
-/* y = x * noise, noise = keep ? 1 / (1 - p) : 0, computed in T as PyTorch does. */
+/* y = x * noise, noise = keep ? 1 / (1 - p) : 0, computed in T as PyTorch does; n values (a task's run). */
 static void VG_T(dropout)(T *restrict y, const T *restrict x, const npy_bool *restrict keep, double p,
                           npy_intp n)
 {
@@ -108,7 +110,10 @@ static void VG_T(batchnorm_backward)(T *restrict gx, T *restrict ggamma, T *rest
 
 /* x (N, C > 0), t (N,) in range -> losses (N,) and softmax (N, C); diff (N, C) and sumd (N,) are scratch.
    The row log-sum-exp is LogSoftmax's (rows.c: the row maximum with NumPy's NaN rule, exp and the row sums
-   as NumPy computes them): loss_i = lse_i - (x_it - max_i), softmax = exp(x - max) / sum. */
+   as NumPy computes them): loss_i = lse_i - (x_it - max_i), softmax = exp(x - max) / sum. Every row is its
+   own, so nn.c gives each task a run of whole rows (N of them here): the exp and log loops give an element
+   the same bits in whatever piece of the array they get it (npyloops.c), so the pieces change nothing. The
+   sum of the losses is nn.c's, over all rows, after the tasks. */
 static void VG_T(cross_entropy_forward)(const vg_loops *L, T *restrict losses, T *restrict softmax,
                                         T *restrict diff, T *restrict sumd, const T *restrict x,
                                         const npy_intp *restrict t, npy_intp N, npy_intp C)
@@ -119,7 +124,7 @@ static void VG_T(cross_entropy_forward)(const vg_loops *L, T *restrict losses, T
     VG_T(vg_rows_softmax)(softmax, sumd, N, C);
 }
 
-/* g_ij = s (softmax_ij - [j == t_i]) */
+/* g_ij = s (softmax_ij - [j == t_i]), for N rows (a task's run of whole rows, as the forward's) */
 static void VG_T(cross_entropy_backward)(T *restrict g, T s, const T *restrict softmax,
                                          const npy_intp *restrict t, npy_intp N, npy_intp C)
 {

@@ -2,7 +2,8 @@
 The convolution kernels behind vg.conv2d (vgrad._C.conv2d and conv2d_grad): the direct kernels (stride 1,
 small filters) and im2col + BLAS (strides, many channels), checked against PyTorch and central differences
 on odd sizes, strides, paddings and non-contiguous inputs; the same bits with 1 and 2 threads; NaN and
-infinity where np.matmul puts them; clean errors for bad input.
+infinity where np.matmul puts them; clean errors for bad input. The other kernels on the thread pool (pooling,
+batch norm, dropout, the cross-entropy): the same bits with 1 and 2 threads, and the reference's values.
 """
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 import vgrad._C as C
 import vgrad as vg
-from vgrad.nn_ops import Convolution
+from vgrad.nn_ops import Convolution, CrossEntropy, DropoutMask
 
 torch = pytest.importorskip("torch")
 
@@ -307,3 +308,65 @@ def test_batch_norm_same_bits_with_one_and_two_threads_and_as_pytorch(training, 
     np.testing.assert_allclose(gx, xt.grad.numpy(), **tol)
     np.testing.assert_allclose(ggamma, gt.grad.numpy(), rtol=tol["rtol"], atol=tol["atol"] * x.size / 6)
     np.testing.assert_allclose(gbeta, bt.grad.numpy(), rtol=tol["rtol"], atol=tol["atol"] * x.size / 6)
+
+
+def same_bits_with_one_and_two_threads(threads, run):
+    """run()'s arrays with 1 thread, after asserting that 2 threads give the same bits; 2 really is the
+    count used when the work is large enough (vg_threads_for), whatever the machine's default."""
+    results = []
+    for n in (1, 2):
+        threads(n)
+        assert threads(0) == n
+        results.append(run())
+    for k, (one, two) in enumerate(zip(*results)):
+        assert one.dtype == two.dtype and one.shape == two.shape, k
+        assert one.tobytes() == two.tobytes(), f"result {k} differs between 1 and 2 threads"
+    return results[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 16, 28, 28), (3, 5, 7, 1001), (64, 120)],
+                         ids=["conv-activations", "odd-size", "course-hidden-one-thread"])
+def test_dropout_same_bits_with_one_and_two_threads_and_as_numpy(shape, dtype, threads):
+    """Dropout runs runs of values on the thread pool (the last run shorter for the odd size): the same bits
+    with 1 and 2 threads, and the reference's x * noise exactly (one multiplication per value)."""
+    rng = np.random.default_rng(8)
+    x, go = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    keep = rng.random(shape) >= 0.3
+    y, gx = same_bits_with_one_and_two_threads(
+        threads, lambda: (C.dropout_forward(x, keep, 0.3), C.dropout_backward(go, keep, 0.3)))
+    np.testing.assert_array_equal(y, DropoutMask.Reference.forward({}, x, mask=keep, p=0.3))
+    np.testing.assert_array_equal(gx, DropoutMask.Reference.backward({"mask": keep, "p": 0.3}, go))
+    assert y.dtype == gx.dtype == dtype and np.count_nonzero(y == 0) > 0.2 * y.size
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("n, c", [(1999, 1001), (3, 50000), (30001, 7), (64, 10)],
+                         ids=["odd-rows-and-classes", "rows-longer-than-a-task", "many-short-rows",
+                              "course-output-one-thread"])
+def test_cross_entropy_same_bits_with_one_and_two_threads_and_as_numpy(n, c, reduction, dtype, threads):
+    """The cross-entropy runs runs of whole rows on the thread pool: the same bits with 1 and 2 threads (the
+    loss adds the rows' losses after the tasks, in row order), and the reference's values: in float64 the
+    softmax is NumPy's bit for bit, and the gradient is the reference's from the same softmax, exactly."""
+    rng = np.random.default_rng(9)
+    x = (4 * rng.standard_normal((n, c))).astype(dtype)
+    x[n // 2] += 1000  # a row far from 0: the log-sum-exp is taken from its maximum
+    t = rng.integers(0, c, n)
+    go, divisor = np.asarray(1.5, dtype), (n if reduction == "mean" else 1)
+
+    def run():
+        loss, softmax = C.cross_entropy_forward(x, t, reduction)
+        return loss, softmax, C.cross_entropy_backward(go, softmax, t, divisor)
+
+    loss, softmax, gx = same_bits_with_one_and_two_threads(threads, run)
+    ctx = {}
+    want = CrossEntropy.Reference.forward(ctx, x, targets=t, reduction=reduction)
+    assert loss.shape == () and loss.dtype == softmax.dtype == gx.dtype == dtype
+    # the losses are summed pairwise (NumPy's sum groups them otherwise): close, not the same bits
+    np.testing.assert_allclose(loss, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(softmax, ctx["softmax"])
+    else:  # float32's exp is vexp.c's, within 1 ulp of NumPy's
+        np.testing.assert_allclose(softmax, ctx["softmax"], rtol=1e-5, atol=1e-30)
+    np.testing.assert_array_equal(gx, CrossEntropy.Reference.backward(dict(ctx, softmax=softmax), go))

@@ -1,7 +1,8 @@
 """
-How many threads vgrad's own parallel loops use (the CNN kernels' loops over images; csrc/threads.c), with
-PyTorch's names. The default is VGRAD_NUM_THREADS, else OMP_NUM_THREADS, else the number of CPUs. Results
-are the same bits whatever the count: each thread writes its own outputs and sums are added in a fixed order.
+How many threads vgrad's own parallel loops use (the CNN kernels' loops over images, pooling planes, batch
+norm's channels, dropout's values and the cross-entropy's rows; csrc/threads.c), with PyTorch's names. The
+default is VGRAD_NUM_THREADS, else OMP_NUM_THREADS, else the number of CPUs. Results are the same bits
+whatever the count: each thread writes its own outputs and sums are added in a fixed order.
 Matrix products run in NumPy's BLAS, whose threads are its own (OPENBLAS_NUM_THREADS and the like).
 """
 from . import _C
