@@ -47,8 +47,8 @@ static double vg_lanes_total(const double *lane)
 /* The work of one task of dropout or the cross-entropy, and of one value of each, in vg_threads_for's units
    (about 0.1 ns of one core's time each; measured, roughly, on one core). A task of TASK_COST, 20 us, is the
    least vg_threads_for hands a thread (threads.c's MIN_COST_PER_THREAD): taking a task costs nothing beside
-   it, and work worth two threads makes two tasks at least. The values per task follow from constants, so the tasks depend on the sizes
-   alone, never on the number of threads. */
+   it, and work worth two threads makes two tasks at least. The values per task follow from constants, so
+   the tasks depend on the sizes alone, never on the number of threads. */
 enum {
     TASK_COST = 200000,
     DROPOUT_COST = 5,        /* about 0.5 ns per value: read x and the mask, write y */
