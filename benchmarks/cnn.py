@@ -6,8 +6,8 @@ in PyTorch (when installed), with the same weights and batch, at batch 4 (the tu
     OMP_NUM_THREADS=1 python -m benchmarks.cnn --layers --threads 1     # per-layer CPU time, one thread each
 
 A step is forward, cross-entropy loss, backward and the optimizer's update. Each figure is the best of
-`repeats` runs of many steps (the machine is shared and noisy: the best run is the least disturbed one);
-the ratio is PyTorch's wall time over vgrad's, so above 1 means vgrad is faster. CPU time is printed beside
+`repeats` runs of many steps (the machine is shared and noisy: the best run is the least disturbed one), and
+the two frameworks' runs alternate, so that a disturbance lasting seconds reaches both; the ratio is PyTorch's wall time over vgrad's, so above 1 means vgrad is faster. CPU time is printed beside
 it: on a busy machine it says more about the kernels than the wall time does.
 """
 import argparse
@@ -128,17 +128,23 @@ def torch_step_fn(batch_size, rng, network='plain', optimizer='sgd'):
     return step
 
 
-def best_time(step, steps, repeats):
-    """(wall, CPU) seconds per step of the run with the least wall time."""
-    for _ in range(max(3, steps // 10)):  # warm up: buffers, caches, BLAS threads
-        step()
-    best = None
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
+def best_times(step_fns, steps, repeats):
+    """For each of step_fns, (wall, CPU) seconds per step of its run with the least wall time. The functions'
+    runs alternate (a run of each, `repeats` times), so that a slow spell of the machine falls on all of them
+    rather than on whichever was being timed."""
+    for step in step_fns:
+        for _ in range(max(3, steps // 10)):  # warm up: buffers, caches, BLAS threads
             step()
-        run = ((time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps)
-        best = run if best is None or run[0] < best[0] else best
+    best = [None] * len(step_fns)
+    for _ in range(repeats):
+        for i, step in enumerate(step_fns):
+            for _ in range(max(2, steps // 4)):  # untimed: the other framework's idle threads stop spinning
+                step()
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                step()
+            run = ((time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps)
+            best[i] = run if best[i] is None or run[0] < best[i][0] else best[i]
     return best
 
 
@@ -213,8 +219,7 @@ def main(argv=None):
         for size in args.batches:
             for name, (ours, theirs) in layer_fns(size, np.random.default_rng(0)).items():
                 calls = max(20, 4000 // size)
-                _, c_vg = best_time(ours, calls, args.repeats)
-                _, c_pt = best_time(theirs, calls, args.repeats)
+                (_, c_vg), (_, c_pt) = best_times([ours, theirs], calls, args.repeats)
                 print(f'batch {size:4d} {name:26s} vgrad {c_vg * 1e3:8.3f}  torch {c_pt * 1e3:8.3f}  '
                       f'torch/vgrad {c_pt / c_vg:5.2f}x', flush=True)
         return
@@ -244,12 +249,14 @@ def main(argv=None):
 def measure_row(name, network, optimizer, size, repeats, with_torch):
     """One row at one batch size: best (wall, CPU) seconds per step of vgrad and, if installed, PyTorch."""
     steps = max(10, 800 // size)
-    t_vg, c_vg = best_time(vgrad_step_fn(size, np.random.default_rng(0), network, optimizer), steps, repeats)
+    fns = [vgrad_step_fn(size, np.random.default_rng(0), network, optimizer)]
+    if with_torch:
+        fns.append(torch_step_fn(size, np.random.default_rng(0), network, optimizer))
+    (t_vg, c_vg), *theirs = best_times(fns, steps, repeats)
     row = {'name': name, 'network': network, 'optimizer': optimizer, 'batch': size, 'steps': steps,
            'vgrad_wall': t_vg, 'vgrad_cpu': c_vg, 'torch_wall': None, 'torch_cpu': None}
-    if with_torch:
-        row['torch_wall'], row['torch_cpu'] = best_time(torch_step_fn(size, np.random.default_rng(0), network,
-                                                                      optimizer), steps, repeats)
+    if theirs:
+        row['torch_wall'], row['torch_cpu'] = theirs[0]
     return row
 
 if __name__ == '__main__':

@@ -383,7 +383,8 @@ def cnn_section(results):
     return (f"One training step (forward, cross-entropy, backward, the optimizer's update; SGD with momentum "
             f"unless named) of the CNN of PyTorch's 60-minute blitz on CIFAR-shaped 3×32×32 batches and of the "
             f"variants a course report tries, with the same initial weights and batch in both frameworks "
-            f"(`python -m benchmarks.cnn`). Best of {cnn['repeats']} runs of many steps; vgrad with "
+            f"(`python -m benchmarks.cnn`). Best of {cnn['repeats']} runs of many steps, the frameworks' runs "
+            f"alternating; vgrad with "
             f"{cnn['threads']} threads, {torch_note}. Ratio = PyTorch's wall time ÷ vgrad's (> 1: vgrad "
             f"faster); CPU time (both threads summed) beside it.\n\n"
             + table(['Network', 'Batch', 'vgrad ms', 'vgrad CPU ms', 'PyTorch ms', 'PyTorch CPU ms', 'Ratio',

@@ -172,7 +172,7 @@ def run_cnn(args, env):
     if args.mode == 'tiny':
         command += ['--batches', '4', '--rows', 'plain', '--repeats', '1']
     else:
-        command += ['--repeats', str(args.repeats or (3 if args.mode == 'quick' else 5))]
+        command += ['--repeats', str(args.repeats or (3 if args.mode == 'quick' else 9))]
     with tempfile.TemporaryDirectory(prefix='vgrad-bench-cnn-') as workdir:
         path = os.path.join(workdir, 'cnn.json')
         progress('CNN rows: ' + ' '.join(command[1:]) + ' ...')
